@@ -1,0 +1,305 @@
+"""Force-calculator backends: SevenNet, CHGNet, MACE (local model files) and any ASE calculator.
+
+All weights are loaded from local files; nothing is downloaded at run time.  A backend whose
+weights are not on disk fails with a message that says which file is missing and how to get it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from pftflow.calculators.base import ForceCalculator, ForceResults, file_sha256
+
+
+def _pkg_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible to torch, else ``cpu``."""
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+# ---------------------------------------------------------------------------------------- SevenNet
+class SevenNetCalculator(ForceCalculator):
+    """SevenNet with the checkpoints shipped inside the ``sevenn`` package (e.g. ``7net-0``)."""
+
+    backend = "sevennet"
+
+    def __init__(self, model: str = "7net-0", device: str | None = None, modal: str | None = None):
+        super().__init__(name=f"sevennet:{model}")
+        self.model = model
+        self.device = device or default_device()
+        self.modal = modal
+        self._calc = None
+
+    def checkpoint_path(self) -> str:
+        if os.path.isfile(self.model):
+            return self.model
+        from sevenn.util import pretrained_name_to_path
+
+        return str(pretrained_name_to_path(self.model))
+
+    def ase_calculator(self):
+        if self._calc is None:
+            # sevenn checkpoints need e3nn's legacy loader: importing mace first sets it up; the
+            # environment variable is the documented alternative (see DEVELOPERS.md).
+            os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+            try:
+                import mace  # noqa: F401
+            except ImportError:
+                pass
+            from sevenn.calculator import SevenNetCalculator as _Calc
+
+            kwargs = {"device": self.device}
+            if self.modal:
+                kwargs["modal"] = self.modal
+            self._calc = _Calc(self.checkpoint_path(), **kwargs)
+        return self._calc
+
+    def provenance(self) -> dict[str, Any]:
+        path = self.checkpoint_path()
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "model": self.model,
+            "version": _pkg_version("sevenn"),
+            "file": os.path.basename(path),
+            "sha256": file_sha256(path) if os.path.isfile(path) else None,
+        }
+
+
+# ---------------------------------------------------------------------------------------- CHGNet
+class CHGNetCalculator(ForceCalculator):
+    """CHGNet with the weights shipped inside the ``chgnet`` package.
+
+    Batches structures through ``CHGNet.predict_structure`` (one graph batch per ``batch_size``).
+    """
+
+    backend = "chgnet"
+
+    def __init__(self, model: str = "0.3.0", device: str | None = None, batch_size: int = 16):
+        super().__init__(name=f"chgnet:{model}")
+        self.model_version = model
+        self.device = device or default_device()
+        self.batch_size = batch_size
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            from chgnet.model import CHGNet
+
+            self._model = CHGNet.load(model_name=self.model_version, use_device=self.device, verbose=False)
+        return self._model
+
+    def ase_calculator(self):
+        from chgnet.model.dynamics import CHGNetCalculator as _Calc
+
+        return _Calc(model=self._load(), use_device=self.device)
+
+    def compute(self, structures: Sequence[Atoms], *, stress=True, progress=False, desc=None) -> ForceResults:
+        from pymatgen.io.ase import AseAtomsAdaptor
+        from tqdm.auto import tqdm
+
+        model = self._load()
+        energies, forces, stresses = [], [], []
+        chunks = [structures[i : i + self.batch_size] for i in range(0, len(structures), self.batch_size)]
+        for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=not progress, leave=False):
+            preds = model.predict_structure(
+                [AseAtomsAdaptor.get_structure(a) for a in chunk], task="efs", batch_size=len(chunk)
+            )
+            if isinstance(preds, dict):
+                preds = [preds]
+            for a, p in zip(chunk, preds):
+                n = len(a)
+                energies.append(float(p["e"]) * n)  # CHGNet predicts eV/atom
+                forces.append(np.asarray(p["f"], dtype=float))
+                # CHGNet predicts stress in GPa with ASE's sign convention (checked against its
+                # own ASE calculator, which multiplies by 1/160.2)
+                s = np.asarray(p["s"], dtype=float) / 160.21766208
+                stresses.append(np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]))
+        return ForceResults(
+            energies_eV=np.array(energies),
+            forces_eV_per_A=forces,
+            stresses_eV_per_A3=np.array(stresses) if stress else None,
+            provenance=self.provenance(),
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        import chgnet
+
+        path = Path(chgnet.__file__).parent / "pretrained"
+        files = sorted(path.rglob(f"*{self.model_version}*.pth.tar")) if path.exists() else []
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "version": _pkg_version("chgnet"),
+            "file": files[0].name if files else None,
+            "sha256": file_sha256(files[0]) if files else None,
+        }
+
+
+# ---------------------------------------------------------------------------------------- MACE
+MACE_CACHE_DIR = Path(os.environ.get("PFTFLOW_MACE_CACHE", Path.home() / ".cache" / "mace"))
+
+
+def resolve_mace_model(model: str) -> Path:
+    """A MACE model file path, or a foundation-model name resolved to a local cache file.
+
+    Foundation names (``small``, ``medium``, ``medium-mpa-0``, ...) map to the file name that
+    ``mace_mp()`` would download into ``~/.cache/mace`` (or ``$PFTFLOW_MACE_CACHE``).  Nothing is
+    downloaded here: a missing file is an error that says where to put it.
+    """
+    p = Path(model).expanduser()
+    if p.is_file():
+        return p
+    if p.suffix == ".model" or os.sep in model:
+        raise FileNotFoundError(f"MACE model file not found: {model}")
+    candidates = [MACE_CACHE_DIR / model, MACE_CACHE_DIR / f"{model}.model"]
+    try:  # the URL table of mace's own foundation-model loader gives the cached file name
+        from mace.calculators import foundations_models as fm
+
+        urls = getattr(fm, "mace_mp_urls", None) or {}
+        if model in urls:
+            url = urls[model]
+            base = os.path.basename(url).split("?")[0]
+            candidates.insert(0, MACE_CACHE_DIR / base)
+            candidates.insert(1, MACE_CACHE_DIR / "".join(c if c.isalnum() else "_" for c in base))
+    except Exception:  # noqa: BLE001 - mace missing or its internals changed
+        pass
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        f"MACE foundation model '{model}' is not in the local cache ({MACE_CACHE_DIR}); pftflow never "
+        "downloads at run time. Download the model file on a machine with internet, copy it to that "
+        f"directory (tried: {', '.join(str(c) for c in candidates)}) or give the path to a .model file."
+    )
+
+
+class MACECalculator(ForceCalculator):
+    """MACE from a local model file (or a foundation-model name found in the local cache)."""
+
+    backend = "mace"
+
+    def __init__(self, model: str, device: str | None = None, default_dtype: str = "float64"):
+        super().__init__(name=f"mace:{Path(model).stem if os.sep in model or model.endswith('.model') else model}")
+        self.model = model
+        self.device = device or default_device()
+        self.default_dtype = default_dtype
+        self._calc = None
+
+    def ase_calculator(self):
+        if self._calc is None:
+            from mace.calculators import MACECalculator as _Calc
+
+            path = resolve_mace_model(self.model)
+            self._calc = _Calc(model_paths=str(path), device=self.device, default_dtype=self.default_dtype)
+        return self._calc
+
+    def provenance(self) -> dict[str, Any]:
+        path = resolve_mace_model(self.model)
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "version": _pkg_version("mace-torch"),
+            "file": path.name,
+            "sha256": file_sha256(path),
+        }
+
+
+# ---------------------------------------------------------------------------------------- ASE
+def import_object(import_path: str):
+    """Import ``package.module:attr`` (or ``package.module.attr``)."""
+    if ":" in import_path:
+        mod, attr = import_path.split(":", 1)
+    else:
+        mod, _, attr = import_path.rpartition(".")
+    if not mod:
+        raise ValueError(f"import path '{import_path}' must look like 'package.module:ClassOrFunction'")
+    try:
+        obj = importlib.import_module(mod)
+    except ImportError as exc:
+        raise ImportError(f"cannot import module '{mod}' for calculator '{import_path}': {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ImportError(f"module '{mod}' has no attribute '{attr}' (calculator '{import_path}')") from exc
+    return obj
+
+
+class ASECalculator(ForceCalculator):
+    """Any ASE calculator given by import path and keyword arguments.
+
+    This is how DFT codes other than VASP come in, e.g. GPAW through
+    ``pftflow.calculators.gpaw_reference:make_gpaw_calculator``.  The callable is called with
+    ``**kwargs`` and must return an ASE calculator.
+    """
+
+    backend = "ase"
+
+    def __init__(self, import_path: str, kwargs: dict | None = None, name: str | None = None):
+        super().__init__(name=name or import_path.replace(":", "."))
+        self.import_path = import_path
+        self.kwargs = dict(kwargs or {})
+
+    def ase_calculator(self):
+        factory = import_object(self.import_path)
+        return factory(**self.kwargs)
+
+    def provenance(self) -> dict[str, Any]:
+        top = self.import_path.split(":")[0].split(".")[0]
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "import_path": self.import_path,
+            "kwargs": self.kwargs,
+            "version": _pkg_version(top) or getattr(importlib.import_module(top), "__version__", None),
+        }
+
+
+BACKENDS = {
+    "sevennet": SevenNetCalculator,
+    "chgnet": CHGNetCalculator,
+    "mace": MACECalculator,
+    "ase": ASECalculator,
+}
+
+
+def get_calculator(spec: dict | str | ForceCalculator) -> ForceCalculator:
+    """Build a :class:`ForceCalculator` from a campaign-spec entry.
+
+    Accepted forms: ``"sevennet"`` / ``"chgnet"``; ``{"backend": "sevennet", "model": "7net-0"}``;
+    ``{"backend": "mace", "model": "path/to/file.model"}``;
+    ``{"backend": "ase", "import_path": "pkg.mod:factory", "kwargs": {...}}``.
+    Optional ``name`` overrides the display name; other keys go to the backend's constructor.
+    """
+    if isinstance(spec, ForceCalculator):
+        return spec
+    if isinstance(spec, str):
+        spec = {"backend": spec}
+    spec = dict(spec)
+    backend = spec.pop("backend", None) or spec.pop("type", None)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown calculator backend {backend!r}; choose one of {sorted(BACKENDS)}")
+    name = spec.pop("name", None)
+    calc = BACKENDS[backend](**spec)
+    if name:
+        calc.name = name
+    return calc

@@ -1,0 +1,1 @@
+"""Relaxation and harmonic phonons (pure science functions; no jobflow inside)."""

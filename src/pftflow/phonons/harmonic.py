@@ -1,0 +1,291 @@
+"""Harmonic phonons by finite displacements (phonopy), pure functions.
+
+Flow of data: unit cell + supercell/primitive matrices -> :func:`make_displacements` (phonopy
+object + displaced supercells) -> forces from any calculator -> :func:`produce_force_constants`
+(drift subtraction, symmetrization) -> :func:`analyze_phonons` (thermal properties, ω_max,
+stability, band structure, DOS, BZ-mesh frequencies).
+
+Units: displacements Å, forces eV/Å, force constants eV/Å², frequencies THz (ω_max also in K,
+THz × 47.992), F kJ/mol, S and C_V J/K/mol (per mole of primitive cells, as phonopy reports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from pftflow.materials.reference import ThermalProperties
+from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms
+from pftflow.units import THZ_TO_K
+
+#: MDR temperature grid (K)
+DEFAULT_TEMPERATURES_K = (0.0, 75.0, 150.0, 300.0, 600.0)
+#: MDR stability thresholds: Γ acoustic below −35 K, Γ optical below 0, other commensurate below 0
+GAMMA_ACOUSTIC_TOL_K = -35.0
+
+
+@dataclass
+class PhononSettings:
+    """Finite-displacement and analysis settings.
+
+    ``displacement_A``: displacement amplitude (Å); ``symprec``: phonopy symmetry tolerance;
+    ``temperatures_K``: thermal-property grid; ``mesh``: BZ sampling for thermal properties/DOS and
+    the frequency metrics — three integers, or a single float read as phonopy's length-based
+    density (Å); ``band_npoints``: points per band-path segment; ``subtract_drift``: remove the
+    mean force per displacement before fitting; ``symmetrize_fc``: translational/permutational
+    symmetrization of the force constants.
+    """
+
+    displacement_A: float = 0.01
+    symprec: float = 1e-5
+    temperatures_K: Sequence[float] = DEFAULT_TEMPERATURES_K
+    mesh: Sequence[int] | float = 100.0
+    band_npoints: int = 51
+    subtract_drift: bool = True
+    symmetrize_fc: bool = True
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["temperatures_K"] = list(map(float, self.temperatures_K))
+        d["mesh"] = self.mesh if isinstance(self.mesh, (int, float)) else list(self.mesh)
+        return d
+
+
+def make_phonopy(unitcell: Atoms, supercell_matrix, primitive_matrix=None, symprec: float = 1e-5):
+    """A :class:`phonopy.Phonopy` for ``unitcell`` (masses kept)."""
+    import phonopy
+
+    return phonopy.Phonopy(
+        atoms_to_phonopy(unitcell),
+        supercell_matrix=np.asarray(supercell_matrix),
+        primitive_matrix=None if primitive_matrix is None else np.asarray(primitive_matrix, dtype=float),
+        symprec=symprec,
+    )
+
+
+def make_displacements(
+    unitcell: Atoms, supercell_matrix, primitive_matrix=None, *, distance_A: float = 0.01, symprec: float = 1e-5
+):
+    """Symmetry-reduced finite displacements; returns ``(phonon, displaced_supercells)``."""
+    ph = make_phonopy(unitcell, supercell_matrix, primitive_matrix, symprec)
+    ph.generate_displacements(distance=distance_A)
+    return ph, [phonopy_to_atoms(sc) for sc in ph.supercells_with_displacements]
+
+
+def produce_force_constants(
+    phonon, forces_eV_per_A: Sequence[np.ndarray], *, subtract_drift: bool = True, symmetrize: bool = True
+) -> np.ndarray:
+    """Fit full force constants (eV/Å²) from forces on the displaced supercells of ``phonon``.
+
+    ``subtract_drift`` removes the mean force of each supercell (the net force a non-conserving
+    or noisy calculator leaves); ``symmetrize`` applies phonopy's symmetrization.  The force
+    constants are set on ``phonon`` and returned.
+    """
+    forces = np.array([np.asarray(f, dtype=float) for f in forces_eV_per_A])
+    n_disp = len(phonon.displacements) if isinstance(phonon.displacements, list) else len(phonon.dataset["first_atoms"])
+    if forces.shape[0] != n_disp:
+        raise ValueError(f"got forces for {forces.shape[0]} supercells, phonopy has {n_disp} displacements")
+    if subtract_drift:
+        forces = forces - forces.mean(axis=1, keepdims=True)
+    phonon.forces = forces
+    phonon.produce_force_constants()
+    if symmetrize:
+        phonon.symmetrize_force_constants()
+    return np.array(phonon.force_constants)
+
+
+def commensurate_qpoints(phonon, convention: str = "mdr") -> np.ndarray:
+    """q-points (fractional, primitive reciprocal basis) used for ω_max and stability.
+
+    ``convention="mdr"`` (default) reproduces the MDR-PBE files: phonopy's
+    ``get_commensurate_points(supercell_matrix)`` read in the primitive basis (for Si with a 2x2x2
+    conventional supercell: the 8 points Γ, L, X of a 2x2x2 primitive mesh, in that order).  It is
+    exact when the unit cell is primitive.  ``convention="exact"`` gives all q-points truly
+    commensurate with the supercell (32 for that Si example).
+    """
+    from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
+
+    smat = np.asarray(phonon.supercell_matrix)
+    if convention == "exact" and phonon.primitive_matrix is not None:
+        smat = np.rint(np.linalg.inv(phonon.primitive_matrix) @ smat).astype(int)
+    elif convention not in ("mdr", "exact"):
+        raise ValueError(f"unknown commensurate-point convention {convention!r} (use 'mdr' or 'exact')")
+    return np.array(get_commensurate_points(smat))
+
+
+def frequencies_at(phonon, qpoints: np.ndarray) -> np.ndarray:
+    """Frequencies (THz), shape (n_q, n_bands), ascending per q."""
+    phonon.run_qpoints(np.asarray(qpoints, dtype=float))
+    return np.array(phonon.get_qpoints_dict()["frequencies"])
+
+
+def stability(qpoints: np.ndarray, frequencies_THz: np.ndarray) -> dict:
+    """MDR stability rules on commensurate frequencies.
+
+    Unstable if any Γ acoustic mode < −35 K, any Γ optical mode < 0 K, or any mode at another
+    commensurate q-point < 0 K.  Γ modes: the three lowest are acoustic.
+    """
+    f_K = np.asarray(frequencies_THz) * THZ_TO_K
+    is_gamma = np.all(np.abs(qpoints - np.rint(qpoints)) < 1e-8, axis=1)
+    gamma = np.sort(f_K[is_gamma].ravel()) if is_gamma.any() else np.array([0.0, 0.0, 0.0])
+    acoustic_min = float(gamma[:3].min())
+    optical_min = float(gamma[3:].min()) if gamma.size > 3 else float("inf")
+    other_min = float(f_K[~is_gamma].min()) if (~is_gamma).any() else float("inf")
+    stable = acoustic_min >= GAMMA_ACOUSTIC_TOL_K and optical_min >= 0.0 and other_min >= 0.0
+    return {
+        "stable": bool(stable),
+        "gamma_acoustic_min_K": acoustic_min,
+        "gamma_optical_min_K": optical_min,
+        "other_commensurate_min_K": other_min,
+    }
+
+
+def band_path(phonon, npoints: int = 51) -> dict:
+    """Seekpath band path for the primitive cell of ``phonon`` (fractional, primitive basis)."""
+    from phonopy.phonon.band_structure import get_band_qpoints_by_seekpath
+
+    bands, labels, connections = get_band_qpoints_by_seekpath(phonon.primitive, npoints, is_const_interval=False)
+    return {
+        "qpoints": [np.asarray(b).tolist() for b in bands],
+        "labels": list(labels),
+        "path_connections": [bool(c) for c in connections],
+    }
+
+
+def band_structure(phonon, path: dict) -> dict:
+    """Frequencies (THz) along a band path from :func:`band_path` (so a model and its reference
+    are evaluated on the same fractional q-points)."""
+    bands = [np.asarray(b, dtype=float) for b in path["qpoints"]]
+    phonon.run_band_structure(bands, labels=path["labels"], path_connections=path["path_connections"])
+    bs = phonon.get_band_structure_dict()
+    return {
+        "qpoints": [np.asarray(q).tolist() for q in bs["qpoints"]],
+        "distances": [np.asarray(d).tolist() for d in bs["distances"]],
+        "frequencies_THz": [np.asarray(f).tolist() for f in bs["frequencies"]],
+        "labels": list(path["labels"]),
+        "path_connections": list(path["path_connections"]),
+    }
+
+
+def run_mesh(phonon, mesh) -> dict:
+    """Frequencies on a Γ-centred BZ mesh with symmetry reduction (q-points, weights, THz)."""
+    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
+    m = phonon.get_mesh_dict()
+    return {
+        "mesh": [int(x) for x in phonon.mesh.mesh_numbers],
+        "qpoints": np.asarray(m["qpoints"]),
+        "weights": np.asarray(m["weights"]),
+        "frequencies_THz": np.asarray(m["frequencies"]),
+    }
+
+
+def thermal_properties(phonon, temperatures_K: Sequence[float], mesh) -> ThermalProperties:
+    """Harmonic F (kJ/mol), S, C_V (J/K/mol) per mole of primitive cells on ``mesh``."""
+    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
+    phonon.run_thermal_properties(temperatures=np.asarray(temperatures_K, dtype=float))
+    tp = phonon.get_thermal_properties_dict()
+    return ThermalProperties(
+        temperatures_K=np.asarray(tp["temperatures"], dtype=float),
+        free_energy_kJ_per_mol=np.asarray(tp["free_energy"], dtype=float),
+        entropy_J_per_K_mol=np.asarray(tp["entropy"], dtype=float),
+        heat_capacity_J_per_K_mol=np.asarray(tp["heat_capacity"], dtype=float),
+    )
+
+
+def total_dos(phonon, mesh, freq_pitch_THz: float = 0.05) -> dict:
+    """Total phonon DOS (states/THz per primitive cell) on ``mesh``."""
+    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
+    phonon.run_total_dos(freq_pitch=freq_pitch_THz)
+    d = phonon.get_total_dos_dict()
+    return {"frequency_points_THz": np.asarray(d["frequency_points"]), "total_dos": np.asarray(d["total_dos"])}
+
+
+@dataclass
+class PhononResult:
+    """Everything the benchmark compares, for one material and one model (or the reference)."""
+
+    thermal: ThermalProperties
+    commensurate_qpoints: np.ndarray
+    commensurate_frequencies_THz: np.ndarray
+    omega_max_K: float
+    stability: dict
+    band_structure: dict | None = None
+    dos: dict | None = None
+    mesh: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        def tolist(x):
+            if isinstance(x, dict):
+                return {k: tolist(v) for k, v in x.items()}
+            return np.asarray(x).tolist() if isinstance(x, np.ndarray) else x
+
+        return {
+            "thermal": self.thermal.as_dict(),
+            "commensurate_qpoints": tolist(self.commensurate_qpoints),
+            "commensurate_frequencies_THz": tolist(self.commensurate_frequencies_THz),
+            "omega_max_K": float(self.omega_max_K),
+            "stability": self.stability,
+            "band_structure": self.band_structure,
+            "dos": tolist(self.dos),
+            "mesh": tolist(self.mesh),
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhononResult":
+        def arr(x):
+            if isinstance(x, dict):
+                return {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in x.items()}
+            return x
+
+        return cls(
+            thermal=ThermalProperties.from_dict(d["thermal"]),
+            commensurate_qpoints=np.asarray(d["commensurate_qpoints"]),
+            commensurate_frequencies_THz=np.asarray(d["commensurate_frequencies_THz"]),
+            omega_max_K=float(d["omega_max_K"]),
+            stability=d["stability"],
+            band_structure=d.get("band_structure"),
+            dos=arr(d.get("dos")),
+            mesh=arr(d.get("mesh")),
+            extra=d.get("extra", {}),
+        )
+
+
+def analyze_phonons(
+    phonon,
+    settings: PhononSettings | None = None,
+    *,
+    band_path_spec: dict | None = None,
+    with_bands: bool = True,
+    with_dos: bool = True,
+) -> PhononResult:
+    """All benchmark quantities from a phonopy object that has force constants.
+
+    ``band_path_spec`` (from :func:`band_path`, typically the reference's) fixes the band q-path so
+    model and reference are compared on the same points; computed from ``phonon`` otherwise.
+    """
+    s = settings or PhononSettings()
+    if phonon.force_constants is None:
+        raise ValueError("phonon has no force constants; call produce_force_constants first")
+    qc = commensurate_qpoints(phonon)
+    fc_freqs = frequencies_at(phonon, qc)
+    thermal = thermal_properties(phonon, s.temperatures_K, s.mesh)
+    mesh = run_mesh(phonon, s.mesh)
+    dos = total_dos(phonon, s.mesh) if with_dos else None
+    bands = None
+    if with_bands:
+        bands = band_structure(phonon, band_path_spec or band_path(phonon, s.band_npoints))
+    return PhononResult(
+        thermal=thermal,
+        commensurate_qpoints=qc,
+        commensurate_frequencies_THz=fc_freqs,
+        omega_max_K=float(fc_freqs.max() * THZ_TO_K),
+        stability=stability(qc, fc_freqs),
+        band_structure=bands,
+        dos=dos,
+        mesh=mesh,
+    )
