@@ -303,3 +303,17 @@ def get_calculator(spec: dict | str | ForceCalculator) -> ForceCalculator:
     if name:
         calc.name = name
     return calc
+
+
+_CACHE: dict[str, ForceCalculator] = {}
+
+
+def cached_calculator(spec: dict | str) -> ForceCalculator:
+    """Like :func:`get_calculator`, but reuses a loaded model for an identical spec within this
+    process (relax and force jobs of one campaign then load the weights once)."""
+    import json
+
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _CACHE:
+        _CACHE[key] = get_calculator(spec)
+    return _CACHE[key]
