@@ -1,0 +1,334 @@
+"""Lattice thermal conductivity with phono3py (Wigner transport in the RTA) the k_SRME way.
+
+Pure functions: structures / force arrays / :class:`phono3py.Phono3py` in, numpy results out.
+
+Units: Å (positions, displacement distance), eV/Å (forces), eV/Å² and eV/Å³ (fc2, fc3), THz
+(frequencies), K (temperatures), µm (boundary mean free path), W/(m K) (κ tensors, Voigt order
+xx, yy, zz, yz, xz, xy), eV/K (mode heat capacities, phono3py's unit).
+
+Per-mode κ conventions (as phono3py and k_SRME): ``mode_kappa_*`` arrays are summed over the
+irreducible q-points with their weights already included, so that
+``kappa = mode_kappa.sum(over q, bands) / weights.sum()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+
+#: k_SRME threshold for the three acoustic modes at Γ (THz)
+ACOUSTIC_GAMMA_THRESHOLD_THZ = -0.01
+
+
+@dataclass
+class KappaSettings:
+    """Settings of the κ calculation (k_SRME defaults).
+
+    ``displacement_A``: finite displacement (Å); ``symprec``: symmetry tolerance (Å) for phono3py;
+    ``temperatures_K``; ``is_isotope``: isotope scattering (natural abundances);
+    ``boundary_mfp_um``: boundary mean free path (µm; 1e6 = effectively none);
+    ``conductivity``: ``"wigner"`` (κ_P + κ_C, SMM19) or ``"rta"`` (particle-like only);
+    ``symmetrize_fc2`` / ``symmetrize_fc3``: phono3py's symmetrization of the force constants;
+    ``is_compact_fc``: compact (n_prim, n_sc, ...) or full force constants (k_SRME used full);
+    ``q_mesh``: override of the material's q-mesh (None = the file's mesh);
+    ``acoustic_threshold_THz``: Γ acoustic modes below this are imaginary;
+    ``subtract_residual_forces``: subtract the forces of the undisplaced supercell (off, as k_SRME).
+    """
+
+    displacement_A: float = 0.03
+    symprec: float = 1e-5
+    temperatures_K: list[float] = field(default_factory=lambda: [300.0])
+    is_isotope: bool = True
+    boundary_mfp_um: float | None = 1e6
+    conductivity: str = "wigner"
+    symmetrize_fc2: bool = True
+    symmetrize_fc3: bool = True
+    is_compact_fc: bool = False
+    q_mesh: list[int] | None = None
+    acoustic_threshold_THz: float = ACOUSTIC_GAMMA_THRESHOLD_THZ
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "KappaSettings":
+        d = dict(d or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown kappa settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- structures
+def _atoms_to_phonopy(atoms: Atoms):
+    from pftflow.materials.structures import atoms_to_phonopy
+
+    return atoms_to_phonopy(atoms)
+
+
+def _phonopy_to_atoms(patoms) -> Atoms:
+    from pftflow.materials.structures import phonopy_to_atoms
+
+    return phonopy_to_atoms(patoms)
+
+
+def init_phono3py(
+    atoms: Atoms,
+    fc2_supercell,
+    fc3_supercell,
+    primitive_matrix=None,
+    *,
+    symprec: float = 1e-5,
+    displacement_A: float | None = 0.03,
+    log_level: int = 0,
+):
+    """A :class:`Phono3py` for ``atoms`` with the fc3 supercell, the (phonon) fc2 supercell and the
+    primitive matrix (None = the cell is primitive).  With ``displacement_A`` set, the fc2 and fc3
+    displacement datasets are generated (phono3py's defaults: symmetry-reduced, ± where needed)."""
+    from phono3py import Phono3py
+
+    ph3 = Phono3py(
+        _atoms_to_phonopy(atoms),
+        supercell_matrix=np.asarray(fc3_supercell, dtype=int),
+        phonon_supercell_matrix=np.asarray(fc2_supercell, dtype=int),
+        primitive_matrix=None if primitive_matrix is None else np.asarray(primitive_matrix, dtype=float),
+        symprec=symprec,
+        log_level=log_level,
+    )
+    if displacement_A is not None:
+        ph3.generate_displacements(distance=displacement_A)
+        ph3.generate_fc2_displacements(distance=displacement_A)
+    return ph3
+
+
+def fc2_supercells(ph3) -> list[Atoms]:
+    """Displaced fc2 (phonon) supercells, in dataset order."""
+    return [_phonopy_to_atoms(s) for s in ph3.phonon_supercells_with_displacements]
+
+
+def fc3_supercells(ph3) -> list[Atoms]:
+    """Displaced fc3 supercells, in dataset order (no pair cutoff, so none is skipped)."""
+    cells = ph3.supercells_with_displacements
+    if any(c is None for c in cells):
+        raise ValueError("fc3 dataset has skipped (None) supercells; pair cutoffs are not supported here")
+    return [_phonopy_to_atoms(s) for s in cells]
+
+
+def produce_fc2(ph3, forces_eV_per_A: Sequence[np.ndarray], settings: KappaSettings | None = None) -> np.ndarray:
+    """Set the fc2 forces (one (n_atoms, 3) array per displaced supercell) and produce fc2 (eV/Å²)."""
+    s = settings or KappaSettings()
+    ph3.phonon_forces = np.asarray(forces_eV_per_A, dtype=float)
+    ph3.produce_fc2(symmetrize_fc2=s.symmetrize_fc2, is_compact_fc=s.is_compact_fc)
+    return np.asarray(ph3.fc2)
+
+
+def produce_fc3(ph3, forces_eV_per_A: Sequence[np.ndarray], settings: KappaSettings | None = None) -> np.ndarray:
+    """Set the fc3 forces (one array per displaced supercell) and produce fc3 (eV/Å³)."""
+    s = settings or KappaSettings()
+    ph3.forces = np.asarray(forces_eV_per_A, dtype=float)
+    ph3.produce_fc3(symmetrize_fc3r=s.symmetrize_fc3, is_compact_fc=s.is_compact_fc)
+    return np.asarray(ph3.fc3)
+
+
+# ----------------------------------------------------------------------------- harmonic check
+def mesh_frequencies(ph3, q_mesh: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Phonon frequencies (THz) from fc2 on the irreducible Γ-centred ``q_mesh``.
+
+    Returns ``(qpoints, frequencies)`` with shapes (n_irq, 3) and (n_irq, n_bands); the first
+    q-point is Γ.  Uses phonopy's mesh with the phonon supercell and primitive of ``ph3``.
+    """
+    import phonopy
+
+    ph = phonopy.Phonopy(
+        ph3.unitcell,
+        supercell_matrix=ph3.supercell_matrix if ph3.phonon_supercell_matrix is None else ph3.phonon_supercell_matrix,
+        primitive_matrix=ph3.primitive_matrix,
+        symprec=ph3.symmetry.tolerance,
+    )
+    ph.force_constants = ph3.fc2
+    if ph3.nac_params is not None:
+        ph.nac_params = ph3.nac_params
+    ph.run_mesh(list(q_mesh), is_gamma_center=True, with_eigenvectors=False)
+    mesh = ph.get_mesh_dict()
+    q = np.asarray(mesh["qpoints"])
+    f = np.asarray(mesh["frequencies"])
+    if not np.allclose(q[0], 0):
+        raise RuntimeError("first mesh q-point is not Γ")
+    return q, f
+
+
+def has_imaginary_modes(frequencies_THz: np.ndarray, acoustic_threshold_THz: float = ACOUSTIC_GAMMA_THRESHOLD_THZ) -> bool:
+    """k_SRME rule on mesh frequencies (n_q, n_bands) with Γ as row 0: imaginary (True) when a Γ
+    optical mode < 0, a Γ acoustic mode < ``acoustic_threshold_THz`` or any mode at another
+    q-point < 0 THz.  NaN frequencies count as imaginary."""
+    f = np.asarray(frequencies_THz, dtype=float)
+    if np.isnan(f).any():
+        return True
+    return bool((f[0, 3:] < 0).any() or (f[0, :3] < acoustic_threshold_THz).any() or (f[1:] < 0).any())
+
+
+# ----------------------------------------------------------------------------- per-mode kappa
+def mode_kappa_total(mode_kappa_P: np.ndarray, mode_kappa_C: np.ndarray, heat_capacity: np.ndarray) -> np.ndarray:
+    """Per-mode total κ (W/m/K, weights included): κ_P(q,s) plus the coherence term split onto modes.
+
+    As k_SRME's ``calculate_mode_kappa_TOT`` (Matbench Discovery ``calc_mode_kappa_tot``):
+    ``κ_C(q,s') = 2 Σ_s κ_C(q,s,s') C(q,s) / (C(q,s) + C(q,s'))`` with NaN (0/0, acoustic modes at
+    Γ) set to 0.  ``mode_kappa_P``: (n_T, n_q, n_b, 6); ``mode_kappa_C``: (n_T, n_q, n_b, n_b, 6)
+    with a zero diagonal; ``heat_capacity``: (n_T, n_q, n_b).  Since κ_C(q,s,s') is symmetric in
+    (s, s'), the sum over modes of the split equals the sum of κ_C.
+    """
+    cv = np.asarray(heat_capacity, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        split = 2 * (
+            (np.asarray(mode_kappa_C) * cv[:, :, :, None, None]) / (cv[:, :, :, None, None] + cv[:, :, None, :, None])
+        ).sum(axis=2)
+    split[np.isnan(split)] = 0
+    return np.asarray(mode_kappa_P) + split
+
+
+@dataclass
+class KappaResult:
+    """κ of one material.  Tensors (n_T, 6) in W/m/K (Voigt xx, yy, zz, yz, xz, xy);
+    per-mode arrays (n_T, n_q, n_b, 6) with q-point weights included (sum / weights.sum() = κ);
+    ``*_ave`` = mean of xx, yy, zz (trace/3)."""
+
+    temperatures_K: np.ndarray
+    q_mesh: list[int]
+    qpoints: np.ndarray  # (n_q, 3) irreducible, reduced coordinates
+    weights: np.ndarray  # (n_q,)
+    frequencies_THz: np.ndarray  # (n_q, n_b)
+    heat_capacity_eV_per_K: np.ndarray  # (n_T, n_q, n_b)
+    kappa_TOT_W_per_mK: np.ndarray  # (n_T, 6)
+    kappa_P_W_per_mK: np.ndarray
+    kappa_C_W_per_mK: np.ndarray
+    mode_kappa_P_W_per_mK: np.ndarray  # (n_T, n_q, n_b, 6)
+    mode_kappa_C_W_per_mK: np.ndarray | None  # (n_T, n_q, n_b, n_b, 6) or None (RTA)
+    mode_kappa_TOT_W_per_mK: np.ndarray  # (n_T, n_q, n_b, 6)
+    conductivity: str = "wigner"
+
+    @property
+    def kappa_TOT_ave_W_per_mK(self) -> np.ndarray:
+        return self.kappa_TOT_W_per_mK[..., :3].mean(axis=-1)
+
+    @property
+    def mode_kappa_TOT_ave_W_per_mK(self) -> np.ndarray:
+        return self.mode_kappa_TOT_W_per_mK[..., :3].mean(axis=-1)
+
+    def mode_sum_W_per_mK(self) -> np.ndarray:
+        """κ tensor (n_T, 6) re-summed from the per-mode total (consistency check)."""
+        return self.mode_kappa_TOT_W_per_mK.sum(axis=(1, 2)) / self.weights.sum()
+
+
+def run_conductivity(
+    ph3,
+    q_mesh: Sequence[int],
+    *,
+    temperatures_K: Sequence[float] = (300.0,),
+    conductivity: str = "wigner",
+    is_isotope: bool = True,
+    boundary_mfp_um: float | None = 1e6,
+    log_level: int = 0,
+) -> KappaResult:
+    """Run phono3py's RTA conductivity on ``ph3`` (fc2 and fc3 set) and collect tensors and modes.
+
+    ``conductivity="wigner"``: phono3py's Wigner transport equation (``transport_type="SMM19"``,
+    Simoncelli-Marzari-Mauri 2019; called ``conductivity_type="wigner"`` in phono3py < 4): κ_P is
+    the band-diagonal part of phono3py's ``mode_kappa_matrix`` (identical to the standard RTA
+    per-mode κ), κ_C the off-diagonal part.  ``conductivity="rta"``: standard RTA, κ_C = 0.
+    """
+    ph3.mesh_numbers = list(q_mesh)
+    ph3.init_phph_interaction()
+    kw: dict[str, Any] = dict(
+        is_LBTE=False,
+        temperatures=list(temperatures_K),
+        is_isotope=is_isotope,
+        boundary_mfp=boundary_mfp_um,
+        log_level=log_level,
+    )
+    conductivity = conductivity.lower()
+    if conductivity == "wigner":
+        kw["transport_type"] = "SMM19"
+    elif conductivity != "rta":
+        raise ValueError(f"conductivity must be 'wigner' or 'rta', got {conductivity!r}")
+    ph3.run_thermal_conductivity(**kw)
+    tc = ph3.thermal_conductivity
+    weights = np.asarray(tc.grid_weights, dtype=float)
+    cv = np.asarray(tc.mode_heat_capacities, dtype=float)
+    freqs = np.asarray(tc.frequencies, dtype=float)
+    if freqs.shape[0] != weights.shape[0]:  # frequencies on all BZ grid points
+        freqs = freqs[np.asarray(tc.grid_points)]
+    if conductivity == "wigner":
+        M = np.asarray(tc.mode_kappa_matrix[0], dtype=float)  # (n_T, n_q, n_b, n_b, 6), first sigma
+        nb = M.shape[2]
+        diag = np.arange(nb)
+        mode_P = M[:, :, diag, diag, :].copy()
+        mode_C = M.copy()
+        mode_C[:, :, diag, diag, :] = 0.0
+        kappa_tot = np.asarray(tc.kappa[0], dtype=float)
+        kappa_P = mode_P.sum(axis=(1, 2)) / weights.sum()
+        kappa_C = kappa_tot - kappa_P
+        mode_tot = mode_kappa_total(mode_P, mode_C, cv)
+    else:
+        mode_P = np.asarray(tc.mode_kappa[0], dtype=float)
+        mode_C = None
+        kappa_tot = np.asarray(tc.kappa[0], dtype=float)
+        kappa_P = kappa_tot.copy()
+        kappa_C = np.zeros_like(kappa_tot)
+        mode_tot = mode_P.copy()
+    return KappaResult(
+        temperatures_K=np.asarray(temperatures_K, dtype=float),
+        q_mesh=[int(x) for x in q_mesh],
+        qpoints=np.asarray(tc.qpoints, dtype=float),
+        weights=weights,
+        frequencies_THz=freqs,
+        heat_capacity_eV_per_K=cv,
+        kappa_TOT_W_per_mK=kappa_tot,
+        kappa_P_W_per_mK=kappa_P,
+        kappa_C_W_per_mK=kappa_C,
+        mode_kappa_P_W_per_mK=mode_P,
+        mode_kappa_C_W_per_mK=mode_C,
+        mode_kappa_TOT_W_per_mK=mode_tot,
+        conductivity=conductivity,
+    )
+
+
+def dataset_to_json(ds: dict | None) -> dict | None:
+    """A phono3py displacement dataset (fc2 or fc3, numpy arrays inside) as plain lists."""
+
+    def conv(x):
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, (np.integer,)):
+            return int(x)
+        if isinstance(x, (np.floating,)):
+            return float(x)
+        if isinstance(x, dict):
+            return {k: conv(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [conv(v) for v in x]
+        return x
+
+    return None if ds is None else conv(copy.deepcopy(ds))
+
+
+_ARRAY_KEYS = {"displacement", "forces", "displacements", "supercell_energies"}
+
+
+def dataset_from_json(ds: dict | None) -> dict | None:
+    """Inverse of :func:`dataset_to_json` (displacements and forces back to float arrays)."""
+
+    def conv(x, key=None):
+        if key in _ARRAY_KEYS and x is not None:
+            return np.asarray(x, dtype=float)
+        if isinstance(x, dict):
+            return {k: conv(v, k) for k, v in x.items()}
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return x
+
+    return None if ds is None else conv(ds)
