@@ -126,13 +126,19 @@ def stability(qpoints: np.ndarray, frequencies_THz: np.ndarray) -> dict:
     """MDR stability rules on commensurate frequencies.
 
     Unstable if any Γ acoustic mode < −35 K, any Γ optical mode < 0 K, or any mode at another
-    commensurate q-point < 0 K.  Γ modes: the three lowest are acoustic.
+    commensurate q-point < 0 K.  Γ modes: the three with the smallest |frequency| are acoustic
+    (as phonopy identifies them); taking the three *lowest* would count a slightly imaginary
+    optical mode (−35 K < f < 0) as acoustic and let the sign of the acoustic noise decide.
     """
-    f_K = np.asarray(frequencies_THz) * THZ_TO_K
+    f_K = np.asarray(frequencies_THz, dtype=float) * THZ_TO_K
+    qpoints = np.asarray(qpoints, dtype=float)
     is_gamma = np.all(np.abs(qpoints - np.rint(qpoints)) < 1e-8, axis=1)
-    gamma = np.sort(f_K[is_gamma].ravel()) if is_gamma.any() else np.array([0.0, 0.0, 0.0])
-    acoustic_min = float(gamma[:3].min())
-    optical_min = float(gamma[3:].min()) if gamma.size > 3 else float("inf")
+    acoustic_min, optical_min = 0.0, float("inf")
+    if is_gamma.any():
+        g = f_K[is_gamma]
+        g = np.take_along_axis(g, np.argsort(np.abs(g), axis=1, kind="stable"), axis=1)
+        acoustic_min = float(g[:, :3].min())
+        optical_min = float(g[:, 3:].min()) if g.shape[1] > 3 else float("inf")
     other_min = float(f_K[~is_gamma].min()) if (~is_gamma).any() else float("inf")
     stable = acoustic_min >= GAMMA_ACOUSTIC_TOL_K and optical_min >= 0.0 and other_min >= 0.0
     return {
