@@ -99,8 +99,10 @@ class PhononReference:
         """Build a :class:`phonopy.Phonopy` with force constants (eV/Å²).
 
         Force constants come from the stored ``force_constants`` if present, otherwise they are
-        produced from the displacement dataset exactly as ``phonopy.load`` does (full, not compact,
-        then symmetrized when ``symmetrize_fc``).
+        produced from the displacement dataset (full, not compact, then symmetrized when
+        ``symmetrize_fc`` with phonopy's traditional translational/permutational symmetrization).
+        ``phonopy.load`` symmetrizes with the symfc projector instead (~100x slower for a 512-atom
+        supercell); the two agree to ~1e-14 eV/Å², not bitwise.
         """
         import phonopy
 
