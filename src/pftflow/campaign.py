@@ -80,7 +80,7 @@ class CampaignSpec:
 
         if not isinstance(raw, dict):
             raise err("top level must be a mapping with keys name, kind, materials, models, ...")
-        unknown = set(raw) - {"name", "description", "kind", "store", "materials", "reference", "models", "settings", "outputs", "training", "kappa", "holdout", "train_materials", "test_materials"}
+        unknown = set(raw) - {"name", "description", "kind", "store", "materials", "reference", "models", "settings", "outputs", "training", "kappa", "holdout", "train_materials", "test_materials", "fireworks"}
         if unknown:
             raise err(f"unknown top-level key(s) {sorted(unknown)}; see docs/campaign-spec.md")
         name = raw.get("name")
@@ -405,3 +405,45 @@ def resolve_spec(path: str | None) -> CampaignSpec:
             raise SpecError("no campaign given and none run from this directory yet: pass the spec, e.g. 'pftflow results workflows/quickstart.yaml'")
         path = LAST_CAMPAIGN_FILE.read_text().strip()
     return CampaignSpec.from_yaml(path)
+
+
+# ------------------------------------------------------------------------------------ FireWorks
+def submit_campaign(spec: CampaignSpec, *, launch: bool = False, max_launches: int = 0) -> dict:
+    """Add the campaign's flow to a FireWorks LaunchPad (and optionally run it with rapidfire).
+
+    LaunchPad: ``fireworks: {launchpad_file: my_launchpad.yaml}`` in the spec (a real MongoDB), else
+    FireWorks' built-in mongomock persistence in ``<store path>/fireworks_launchpad.json``
+    (single process, no server).  Stages already in the store are not resubmitted, so submitting
+    the same campaign again only adds what is missing.  Jobs tagged with a ``_fworker`` (e.g. the
+    fine-tuning job's ``gpu``) are only pulled by a FireWorker of that name.
+    """
+    fw_cfg = spec.raw.get("fireworks") or {}
+    lp_file = fw_cfg.get("launchpad_file")
+    if not lp_file:
+        Path(spec.store_dir).mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("MONGOMOCK_SERVERSTORE_FILE", str((Path(spec.store_dir) / "fireworks_launchpad.json").resolve()))
+        lp_json = Path(os.environ["MONGOMOCK_SERVERSTORE_FILE"])
+        new_launchpad = not lp_json.exists()
+        if new_launchpad:  # mongomock-persistence needs an existing (empty) file
+            lp_json.write_text("{}")
+    from fireworks import FWorker, LaunchPad
+    from fireworks.core.rocket_launcher import rapidfire
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    lp = LaunchPad.from_file(lp_file) if lp_file else LaunchPad()
+    if not lp_file and new_launchpad:
+        lp.reset("", require_password=False)  # initialise the fresh embedded LaunchPad
+    store = make_job_store(spec.store_dir, spec.store_uri)
+    store.connect()
+    flow, reused = build_flow(spec, store)
+    wf = flow_to_workflow(flow, store=store)
+    lp.add_wf(wf)
+    out = {"campaign": spec.name, "fireworks_added": len(wf.fws), "reused": reused, "launchpad": lp_file or os.environ["MONGOMOCK_SERVERSTORE_FILE"]}
+    if launch:
+        launch_dir = Path(spec.store_dir) / "fw_launches"
+        launch_dir.mkdir(parents=True, exist_ok=True)
+        rapidfire(lp, FWorker(name=fw_cfg.get("fworker")), nlaunches=max_launches, launch_dir=str(launch_dir), strm_lvl="WARNING")
+        states = lp.get_wf_summary_dict(wf.fws[0].fw_id)["states"]
+        out["states"] = {k: sum(1 for v in states.values() if v == k) for k in set(states.values())}
+    store.close()
+    return out

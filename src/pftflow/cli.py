@@ -1,5 +1,5 @@
 """Command line: ``pftflow run SPEC``, ``pftflow results [SPEC] --format table|csv|json``,
-``pftflow validate SPEC``."""
+``pftflow submit SPEC [--launch]`` (FireWorks), ``pftflow validate SPEC``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p_res = sub.add_parser("results", help="material x model metrics from the store")
     p_res.add_argument("spec", nargs="?", help="campaign spec (default: the last one run from this directory)")
     p_res.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p_sub = sub.add_parser("submit", help="add the campaign to a FireWorks LaunchPad (embedded mongomock by default)")
+    p_sub.add_argument("spec")
+    p_sub.add_argument("--launch", action="store_true", help="also run it here with rapidfire")
     p_val = sub.add_parser("validate", help="check a campaign spec without running it")
     p_val.add_argument("spec")
     args = parser.parse_args(argv)
@@ -120,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(_jsonable(summary), indent=2))
             print(format_results(load_results(spec), "table"))
             return 0 if summary["failed_jobs"] == 0 else 1
+        if args.cmd == "submit":
+            from pftflow.campaign import submit_campaign
+
+            spec = CampaignSpec.from_yaml(args.spec)
+            print(json.dumps(_jsonable(submit_campaign(spec, launch=args.launch)), indent=2))
+            return 0
         if args.cmd == "results":
             spec = resolve_spec(args.spec)
             print(format_results(load_results(spec), args.format))

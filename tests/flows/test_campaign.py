@@ -144,3 +144,18 @@ def test_cli_results_json(tmp_path, monkeypatch):
         for key in ("omega_max_K", "entropy_300K_J_per_K_mol", "free_energy_300K_kJ_per_mol", "heat_capacity_300K_J_per_K_mol", "stable"):
             assert key in r, key
     assert np.isfinite(data["summary"]["EMT-same"]["omega_max_mae_K"])
+
+
+def test_fireworks_submit_and_launch_embedded(tmp_path):
+    """`pftflow submit --launch` on FireWorks' mongomock LaunchPad runs every job; a second submit
+    only adds the stages that are not yet in the store (here: none but the parameters record)."""
+    spec_path = _spec(tmp_path)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MONGOMOCK_SERVERSTORE_FILE"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "pftflow.cli", *a], cwd=tmp_path, env=env, capture_output=True, text=True)  # noqa: E731
+    first = run("submit", str(spec_path), "--launch")
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = json.loads(first.stdout[first.stdout.index("{"):])
+    assert out["states"] == {"COMPLETED": out["fireworks_added"]}
+    second = run("submit", str(spec_path))
+    out2 = json.loads(second.stdout[second.stdout.index("{"):])
+    assert out2["fireworks_added"] == 1 and out2["reused"]["model"] == ["Cu/EMT-same", "Al/EMT-same"]
