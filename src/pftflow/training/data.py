@@ -1,0 +1,345 @@
+"""Training data: structures with any of energy / forces / stress / Hessian targets, and their builders.
+
+Builders (all pure: reference data in, :class:`LabelledStructure` list out):
+
+* :func:`from_phonon_reference` - the (relaxed) reference supercell with its Hessian (3N, 3N) from the force
+  constants (eV/Å², not mass-weighted); force and stress targets are 0 (the reference is relaxed), the energy
+  target is the stored supercell energy when finite.
+* :func:`from_displacements` - the displaced supercells of a finite-displacement dataset with reference forces
+  (eV/Å) and energies when stored.
+* :func:`from_labelled_atoms` / :func:`rattle_and_label` - labelled rattled structures.
+* :func:`read_extxyz` / :func:`write_extxyz` - an upstream co-training set (``REF_energy``, ``REF_forces``,
+  ``REF_stress`` keys, as MACE's fine-tuning sets use).
+
+Units: Å, eV, eV/Å, eV/Å³ (ASE sign, positive = tensile; stored as 3x3), eV/Å².
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from pftflow.materials.structures import atoms_to_dict, dict_to_atoms, phonopy_to_atoms
+
+
+@dataclass
+class LabelledStructure:
+    """One training structure; any target may be ``None``."""
+
+    atoms: Atoms
+    energy_eV: float | None = None
+    forces_eV_per_A: np.ndarray | None = None
+    stress_eV_per_A3: np.ndarray | None = None
+    hessian_eV_per_A2: np.ndarray | None = None
+    material_id: str = ""
+    kind: str = ""  # phonon_reference | displacement | rattled | upstream
+
+    def __post_init__(self):
+        if self.energy_eV is not None and not math.isfinite(float(self.energy_eV)):
+            self.energy_eV = None
+        if self.stress_eV_per_A3 is not None:
+            self.stress_eV_per_A3 = voigt_to_matrix(self.stress_eV_per_A3)
+        n = len(self.atoms)
+        if self.forces_eV_per_A is not None:
+            self.forces_eV_per_A = np.asarray(self.forces_eV_per_A, dtype=float).reshape(n, 3)
+        if self.hessian_eV_per_A2 is not None:
+            self.hessian_eV_per_A2 = np.asarray(self.hessian_eV_per_A2, dtype=float).reshape(3 * n, 3 * n)
+
+    # serialization: big arrays under keys the store sends to the additional "data" store
+    def as_dict(self) -> dict:
+        def arr(x):
+            return None if x is None else np.asarray(x, dtype=float).tolist()
+
+        return {
+            "atoms": atoms_to_dict(self.atoms),
+            "energy_eV": self.energy_eV,
+            "forces_eV_per_A": arr(self.forces_eV_per_A),
+            "stress_eV_per_A3": arr(self.stress_eV_per_A3),
+            "hessian_eV_per_A2": arr(self.hessian_eV_per_A2),
+            "material_id": self.material_id,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelledStructure":
+        def arr(x):
+            return None if x is None else np.asarray(x, dtype=float)
+
+        return cls(
+            atoms=dict_to_atoms(d["atoms"]),
+            energy_eV=d.get("energy_eV"),
+            forces_eV_per_A=arr(d.get("forces_eV_per_A")),
+            stress_eV_per_A3=arr(d.get("stress_eV_per_A3")),
+            hessian_eV_per_A2=arr(d.get("hessian_eV_per_A2")),
+            material_id=d.get("material_id", ""),
+            kind=d.get("kind", ""),
+        )
+
+
+#: output keys whose values are large arrays (``@job(data=LARGE_KEYS)`` puts them in the "data" store)
+LARGE_KEYS = ["hessian_eV_per_A2", "forces_eV_per_A"]
+
+
+def voigt_to_matrix(s) -> np.ndarray:
+    """(6,) Voigt (xx, yy, zz, yz, xz, xy) or (9,) or (3, 3) -> symmetric (3, 3)."""
+    s = np.asarray(s, dtype=float)
+    if s.shape == (3, 3):
+        return s
+    if s.size == 9:
+        return s.reshape(3, 3)
+    if s.size == 6:
+        xx, yy, zz, yz, xz, xy = s
+        return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    raise ValueError(f"stress must have 6, 9 or 3x3 entries, got shape {s.shape}")
+
+
+def dataset_hash(structures: Sequence[LabelledStructure]) -> str:
+    """SHA-256 of the training data (structures and targets, rounded to 1e-10) for provenance."""
+    h = hashlib.sha256()
+    for s in structures:
+        d = s.as_dict()
+        h.update(json.dumps(d, sort_keys=True, default=lambda x: round(float(x), 10)).encode())
+    return h.hexdigest()
+
+
+def structures_to_dicts(structures: Sequence[LabelledStructure]) -> list[dict]:
+    return [s.as_dict() for s in structures]
+
+
+def structures_from_dicts(dicts: Sequence[dict]) -> list[LabelledStructure]:
+    return [LabelledStructure.from_dict(d) for d in dicts]
+
+
+# ----------------------------------------------------------------------------------------- references
+def as_reference(ref: Any):
+    """A ``PhononReference`` from a path (any format :func:`pftflow.materials.readers.read_reference` reads),
+    or ``ref`` itself when it already is one (or a :class:`phonopy.Phonopy` with force constants / forces)."""
+    if isinstance(ref, (str, os.PathLike)):
+        from pftflow.materials.readers import read_reference
+
+        return read_reference(str(ref))
+    return ref
+
+
+def load_phonopy(ref: Any):
+    """A :class:`phonopy.Phonopy` with force constants from a path, a ``PhononReference`` or a Phonopy."""
+    ref = as_reference(ref)
+    return ref.to_phonopy() if hasattr(ref, "to_phonopy") else ref
+
+
+def _full_fc(ph) -> np.ndarray:
+    fc = np.asarray(ph.force_constants)
+    if fc.shape[0] != fc.shape[1]:
+        from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+
+        fc = compact_fc_to_full_fc(ph.primitive, fc)
+    return fc
+
+
+def fc_to_hessian(fc: np.ndarray) -> np.ndarray:
+    """Force constants (n, n, 3, 3) eV/Å² -> Hessian (3n, 3n) eV/Å² (not mass-weighted)."""
+    n = fc.shape[0]
+    return np.asarray(fc).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+
+
+def hessian_to_fc(h: np.ndarray) -> np.ndarray:
+    n = h.shape[0] // 3
+    return np.asarray(h).reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
+
+
+def _material_id(ref: Any, default: str) -> str:
+    mid = getattr(ref, "material_id", None)
+    if mid:
+        return str(mid)
+    if isinstance(ref, (str, os.PathLike)):
+        p = Path(ref)
+        name = p.name.split(".")[0]
+        return p.parent.name if name in ("phonopy", "phonopy_params") else name
+    return default
+
+
+def from_phonon_reference(ref: Any, material_id: str | None = None) -> list[LabelledStructure]:
+    """The reference supercell with Hessian target (eV/Å²), zero force and stress targets."""
+    ref = as_reference(ref)
+    ph = load_phonopy(ref)
+    atoms = phonopy_to_atoms(ph.supercell)
+    n = len(atoms)
+    energy = getattr(ref, "energy_eV", None)
+    return [
+        LabelledStructure(
+            atoms=atoms,
+            energy_eV=energy,
+            forces_eV_per_A=np.zeros((n, 3)),
+            stress_eV_per_A3=np.zeros((3, 3)),
+            hessian_eV_per_A2=fc_to_hessian(_full_fc(ph)),
+            material_id=material_id or _material_id(ref, "material"),
+            kind="phonon_reference",
+        )
+    ]
+
+
+def from_displacements(ref: Any, material_id: str | None = None) -> list[LabelledStructure]:
+    """Displaced supercells of the reference finite-displacement dataset with their DFT forces (eV/Å)."""
+    ref = as_reference(ref)
+    ph = load_phonopy(ref)
+    forces = ph.forces
+    if forces is None:
+        raise ValueError(f"{_material_id(ref, 'reference')}: the displacement dataset has no forces")
+    energies = None
+    ds = ph.dataset or {}
+    if ds.get("supercell_energies") is not None:
+        energies = np.asarray(ds["supercell_energies"], dtype=float)
+    elif "first_atoms" in ds and all("supercell_energy" in fa for fa in ds["first_atoms"]):
+        energies = np.array([fa["supercell_energy"] for fa in ds["first_atoms"]], dtype=float)
+    mid = material_id or _material_id(ref, "material")
+    out = []
+    for k, sc in enumerate(ph.supercells_with_displacements):
+        out.append(
+            LabelledStructure(
+                atoms=phonopy_to_atoms(sc),
+                energy_eV=None if energies is None else float(energies[k]),
+                forces_eV_per_A=np.asarray(forces[k]),
+                material_id=mid,
+                kind="displacement",
+            )
+        )
+    return out
+
+
+def from_labelled_atoms(
+    atoms_list: Sequence[Atoms],
+    *,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+    material_id: str = "",
+    kind: str = "rattled",
+) -> list[LabelledStructure]:
+    """Labelled structures from ASE Atoms: targets from ``info``/``arrays`` keys, or from an attached
+    (single-point) calculator when the key is ``None``."""
+    out = []
+    for a in atoms_list:
+        e = f = s = None
+        if energy_key:
+            e = a.info.get(energy_key)
+        elif a.calc is not None and "energy" in a.calc.results:
+            e = a.calc.results["energy"]
+        if forces_key:
+            f = a.arrays.get(forces_key)
+        elif a.calc is not None and "forces" in a.calc.results:
+            f = a.calc.results["forces"]
+        if stress_key:
+            s = a.info.get(stress_key)
+        elif a.calc is not None and "stress" in a.calc.results:
+            s = a.calc.results["stress"]
+        atoms = Atoms(a.get_chemical_symbols(), positions=a.positions, cell=a.cell, pbc=a.pbc)
+        out.append(LabelledStructure(atoms, e, f, s, material_id=material_id or a.info.get("material_id", ""), kind=kind))
+    return out
+
+
+def rattle_and_label(
+    atoms: Atoms, calculator, n: int = 10, amplitude_A: float = 0.03, seed: int = 0, material_id: str = ""
+) -> list[LabelledStructure]:
+    """``n`` rattled copies (Gaussian, ``amplitude_A`` Å) labelled by a ``pftflow`` ForceCalculator (e.g. DFT)."""
+    from pftflow.calculators import get_calculator
+
+    rng = np.random.default_rng(seed)
+    structs = []
+    for _ in range(n):
+        a = atoms.copy()
+        a.positions += rng.normal(scale=amplitude_A, size=a.positions.shape)
+        structs.append(a)
+    res = get_calculator(calculator).compute(structs, stress=True)
+    out = []
+    for k, a in enumerate(structs):
+        out.append(
+            LabelledStructure(
+                a,
+                float(res.energies_eV[k]),
+                res.forces_eV_per_A[k],
+                None if res.stresses_eV_per_A3 is None else res.stresses_eV_per_A3[k],
+                material_id=material_id,
+                kind="rattled",
+            )
+        )
+    return out
+
+
+def read_extxyz(
+    path: str | os.PathLike,
+    energy_key: str = "REF_energy",
+    forces_key: str = "REF_forces",
+    stress_key: str = "REF_stress",
+    index: str = ":",
+) -> list[LabelledStructure]:
+    """Upstream co-training set from extxyz (missing keys -> no target of that kind)."""
+    from ase.io import read
+
+    frames = read(str(path), index=index, format="extxyz")
+    return from_labelled_atoms(
+        frames, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, kind="upstream"
+    )
+
+
+def write_extxyz(structures: Sequence[LabelledStructure], path: str | os.PathLike) -> Path:
+    """Write structures with ``REF_energy`` / ``REF_forces`` / ``REF_stress`` (Voigt, eV/Å³) keys."""
+    from ase.io import write
+
+    frames = []
+    for s in structures:
+        a = s.atoms.copy()
+        if s.energy_eV is not None:
+            a.info["REF_energy"] = float(s.energy_eV)
+        if s.forces_eV_per_A is not None:
+            a.arrays["REF_forces"] = np.asarray(s.forces_eV_per_A, dtype=float)
+        if s.stress_eV_per_A3 is not None:
+            m = s.stress_eV_per_A3
+            a.info["REF_stress"] = np.array([m[0, 0], m[1, 1], m[2, 2], m[1, 2], m[0, 2], m[0, 1]])
+        if s.material_id:
+            a.info["material_id"] = s.material_id
+        frames.append(a)
+    path = Path(path)
+    write(str(path), frames, format="extxyz")
+    return path
+
+
+def build_training_set(spec: dict) -> list[LabelledStructure]:
+    """Training structures from a spec (see docs/training.md)::
+
+        {"phonon_references": [paths], "displacements": [paths], "extxyz": [paths],
+         "rattled": [{"path": ..., "energy_key": ..., ...}]}
+    """
+    out: list[LabelledStructure] = []
+    for p in spec.get("phonon_references", []) or []:
+        out += from_phonon_reference(p)
+    for p in spec.get("displacements", []) or []:
+        out += from_displacements(p)
+    for p in spec.get("extxyz", []) or []:
+        out += read_extxyz(p) if isinstance(p, (str, os.PathLike)) else read_extxyz(**p)
+    for r in spec.get("rattled", []) or []:
+        from ase.io import read
+
+        r = dict(r)
+        frames = read(str(r.pop("path")), index=":")
+        out += from_labelled_atoms(frames, **r)
+    return out
+
+
+@dataclass
+class TrainingData:
+    """Train / validation / co-training structures as handed to the trainer."""
+
+    train: list[LabelledStructure]
+    valid: list[LabelledStructure] = field(default_factory=list)
+    cotrain: list[LabelledStructure] = field(default_factory=list)
+
+    def data_hash(self) -> str:
+        return dataset_hash(list(self.train) + list(self.valid) + list(self.cotrain))

@@ -1,0 +1,286 @@
+"""Model adapters: an MLIP's energy as a twice-differentiable function of positions and strain.
+
+Every adapter exposes ``energy(graph, positions_A, strain) -> (n_structures,) eV`` where ``positions_A``
+(N_total, 3) Å and ``strain`` (n_structures, 3, 3) (dimensionless, symmetrised inside) are leaf tensors the
+loss differentiates through (forces, stress, and the Hessian-vector product by double backward).  The
+neighbour list is built once per structure (ASE ``neighbor_list``) and kept fixed: the training structures do
+not move, only their derivatives are taken.
+
+Backends: MACE (``mace.modules.MACE`` / ``ScaleShiftMACE`` modules or ``.model`` files) and SevenNet
+(``sevenn`` checkpoints, e.g. the offline ``7net-0``).  We do not use the backends' own force heads because
+they do not expose a strain input we control and (SevenNet) differentiate with respect to edge vectors.
+
+Units: Å, eV; stress from these energies is eV/Å³ (ASE sign convention, positive = tensile).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.neighborlist import neighbor_list
+
+
+# ----------------------------------------------------------------------------------------- graph batch
+@dataclass
+class GraphBatch:
+    """Structures of different sizes concatenated into one graph (fixed neighbour list).
+
+    positions_A (N, 3), cell_A (B, 3, 3), numbers (N,), batch (N,) structure index of each atom,
+    ptr (B+1,), edge_index (2, E) with edge vector ``r[j] - r[i] + S @ cell`` for edge (i, j),
+    unit_shifts (E, 3), n_atoms (B,), volume_A3 (B,).
+    """
+
+    positions_A: torch.Tensor
+    cell_A: torch.Tensor
+    numbers: torch.Tensor
+    batch: torch.Tensor
+    ptr: torch.Tensor
+    edge_index: torch.Tensor
+    unit_shifts: torch.Tensor
+    n_atoms: torch.Tensor
+    volume_A3: torch.Tensor
+
+    @property
+    def n_structures(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+    def to(self, device=None, dtype=None) -> "GraphBatch":
+        kw = {}
+        for k, v in self.__dict__.items():
+            if v.is_floating_point():
+                kw[k] = v.to(device=device, dtype=dtype)
+            else:
+                kw[k] = v.to(device=device)
+        return GraphBatch(**kw)
+
+
+def build_graph(structures: Sequence[Atoms], cutoff_A: float, dtype=torch.float64) -> GraphBatch:
+    """Batch ``structures`` into one :class:`GraphBatch` with neighbours within ``cutoff_A`` (Å)."""
+    pos, cells, nums, batch, ei, shifts, nat, vol = [], [], [], [], [], [], [], []
+    offset = 0
+    for s, atoms in enumerate(structures):
+        i, j, S = neighbor_list("ijS", atoms, float(cutoff_A), self_interaction=False)
+        pos.append(np.asarray(atoms.positions, dtype=float))
+        cells.append(np.asarray(atoms.cell[:], dtype=float))
+        nums.append(atoms.numbers)
+        batch.append(np.full(len(atoms), s))
+        ei.append(np.stack([i, j]) + offset)
+        shifts.append(S.astype(float))
+        nat.append(len(atoms))
+        vol.append(abs(np.linalg.det(atoms.cell[:])) if atoms.cell.rank == 3 else 1.0)
+        offset += len(atoms)
+    n = np.asarray(nat)
+    return GraphBatch(
+        positions_A=torch.tensor(np.concatenate(pos), dtype=dtype),
+        cell_A=torch.tensor(np.stack(cells), dtype=dtype),
+        numbers=torch.tensor(np.concatenate(nums), dtype=torch.long),
+        batch=torch.tensor(np.concatenate(batch), dtype=torch.long),
+        ptr=torch.tensor(np.concatenate([[0], np.cumsum(n)]), dtype=torch.long),
+        edge_index=torch.tensor(np.concatenate(ei, axis=1), dtype=torch.long),
+        unit_shifts=torch.tensor(np.concatenate(shifts), dtype=dtype),
+        n_atoms=torch.tensor(n, dtype=torch.long),
+        volume_A3=torch.tensor(np.asarray(vol), dtype=dtype),
+    )
+
+
+def strained_geometry(graph: GraphBatch, positions_A: torch.Tensor, strain: torch.Tensor):
+    """Apply the symmetric strain of each structure to positions and cells.
+
+    Returns (positions (N,3), cell (B,3,3), edge shift vectors (E,3) = S @ cell) in Å.
+    """
+    sym = 0.5 * (strain + strain.transpose(-1, -2))
+    pos = positions_A + torch.einsum("ni,nij->nj", positions_A, sym[graph.batch])
+    cell = graph.cell_A + torch.bmm(graph.cell_A, sym)
+    sender = graph.edge_index[0]
+    shifts = torch.einsum("ei,eij->ej", graph.unit_shifts, cell[graph.batch[sender]])
+    return pos, cell, shifts
+
+
+# ----------------------------------------------------------------------------------------- adapters
+class EnergyModel(torch.nn.Module):
+    """Base class: wraps a backend ``torch.nn.Module`` as ``self.model``."""
+
+    backend = "base"
+
+    def __init__(self, model: torch.nn.Module, cutoff_A: float, source: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.cutoff_A = float(cutoff_A)
+        #: where the base model came from (path, sha256, name) - used for export/provenance
+        self.source = dict(source or {})
+
+    def build_graph(self, structures: Sequence[Atoms]) -> GraphBatch:
+        p = next(self.model.parameters())
+        return build_graph(structures, self.cutoff_A, dtype=p.dtype).to(device=p.device)
+
+    def energy(self, graph: GraphBatch, positions_A: torch.Tensor, strain: torch.Tensor) -> torch.Tensor:
+        """Total energy of each structure (B,) in eV (with delta weights W₀ + ΔW in delta mode)."""
+        delta = getattr(self, "delta", None)
+        if delta is not None:
+            params = delta.effective(self.model, prefix="model.")
+            return torch.func.functional_call(self, params, (graph, positions_A, strain), strict=False)
+        return self(graph, positions_A, strain)
+
+    def forward(self, graph: GraphBatch, positions_A: torch.Tensor, strain: torch.Tensor) -> torch.Tensor:
+        """Backend energy (B,) eV of the module's current parameters."""
+        raise NotImplementedError
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Layer groups ``embedding``, ``layer0`` ... ``layerK``, ``readout`` -> parameter names of ``self.model``."""
+        groups: dict[str, list[str]] = {}
+        for name, _ in self.model.named_parameters():
+            groups.setdefault(self._group_of(name), []).append(name)
+        return groups
+
+    def _group_of(self, name: str) -> str:
+        raise NotImplementedError
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+
+class MACEEnergyModel(EnergyModel):
+    """MACE / ScaleShiftMACE (mace-torch).  ``head`` selects a head of multi-head models (default: first)."""
+
+    backend = "mace"
+
+    def __init__(self, model: torch.nn.Module, head: str | None = None, source: dict | None = None):
+        super().__init__(model, float(model.r_max), source)
+        heads = list(getattr(model, "heads", None) or ["Default"])
+        self.head_index = heads.index(head) if head is not None else 0
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, head: str | None = None, dtype=torch.float64, device="cpu"):
+        from pftflow.calculators import file_sha256
+
+        model = torch.load(str(path), map_location=device, weights_only=False)
+        model = model.to(dtype=dtype)
+        return cls(model, head=head, source={"path": str(Path(path).resolve()), "sha256": file_sha256(path)})
+
+    def forward(self, graph, positions_A, strain):
+        pos, cell, shifts = strained_geometry(graph, positions_A, strain)
+        z = self.model.atomic_numbers
+        index = (graph.numbers.unsqueeze(-1) == z.unsqueeze(0)).long().argmax(-1)
+        node_attrs = torch.nn.functional.one_hot(index, num_classes=len(z)).to(pos.dtype)
+        data = {
+            "positions": pos,
+            "cell": cell.reshape(-1, 3),
+            "node_attrs": node_attrs,
+            "edge_index": graph.edge_index,
+            "shifts": shifts,
+            "unit_shifts": graph.unit_shifts,
+            "batch": graph.batch,
+            "ptr": graph.ptr,
+            "head": torch.full((graph.n_structures,), self.head_index, dtype=torch.long, device=pos.device),
+        }
+        out = self.model(data, training=True, compute_force=False)
+        return out["energy"]
+
+    def _group_of(self, name: str) -> str:
+        m = re.match(r"(interactions|products)\.(\d+)\.", name)
+        if m:
+            return f"layer{m.group(2)}"
+        if name.startswith(("readouts", "scale_shift")):
+            return "readout"
+        return "embedding"
+
+
+def _sevennet_env():
+    # sevenn checkpoints need e3nn's legacy loader: importing mace first sets it up
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    try:
+        import mace  # noqa: F401
+    except ImportError:
+        pass
+
+
+class SevenNetEnergyModel(EnergyModel):
+    """SevenNet (``AtomGraphSequential``): runs every module except the force/stress output head."""
+
+    backend = "sevennet"
+    _SKIP = ("force_output",)
+
+    def __init__(self, model: torch.nn.Module, config: dict, source: dict | None = None):
+        import sevenn._keys as KEY
+
+        super().__init__(model, float(config[KEY.CUTOFF]), source)
+        self.config = config
+        model.set_is_batch_data(True)
+
+    @classmethod
+    def from_checkpoint(cls, model: str = "7net-0", dtype=torch.float32, device="cpu"):
+        """Load a SevenNet checkpoint file or a packaged name (``7net-0``), offline."""
+        _sevennet_env()
+        from sevenn.util import model_from_checkpoint, pretrained_name_to_path
+
+        from pftflow.calculators import file_sha256
+
+        path = model if os.path.isfile(model) else str(pretrained_name_to_path(model))
+        net, config = model_from_checkpoint(path)
+        net = net.to(device=device, dtype=dtype)
+        src = {"name": model, "path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+        return cls(net, config, source=src)
+
+    def forward(self, graph, positions_A, strain):
+        import sevenn._keys as KEY
+
+        pos, cell, shifts = strained_geometry(graph, positions_A, strain)
+        i, j = graph.edge_index
+        edge_vec = pos[j] - pos[i] + shifts
+        data = {
+            KEY.EDGE_IDX: graph.edge_index,
+            KEY.EDGE_VEC: edge_vec,
+            KEY.BATCH: graph.batch,
+            KEY.NUM_ATOMS: graph.n_atoms,
+            KEY.CELL_VOLUME: graph.volume_A3,
+            KEY.ATOMIC_NUMBERS: graph.numbers,
+            KEY.NODE_FEATURE: graph.numbers,
+        }
+        if self.model.eval_type_map:
+            data[KEY.NODE_FEATURE] = self.model._atomic_numbers_to_onehot(graph.numbers)
+        for name, module in self.model._modules.items():
+            if name in self._SKIP:
+                continue
+            data = module(data)
+            if name == "onehot_idx_to_onehot":  # sevenn hard-codes float32 one-hots
+                for key in (KEY.NODE_FEATURE, KEY.NODE_ATTR):
+                    if key in data:
+                        data[key] = data[key].to(pos.dtype)
+        return data[KEY.PRED_TOTAL_ENERGY]
+
+    def _group_of(self, name: str) -> str:
+        m = re.match(r"(\d+)_", name)
+        if m:
+            return f"layer{m.group(1)}"
+        if name.startswith(("reduce_", "rescale_")):
+            return "readout"
+        return "embedding"
+
+
+def load_energy_model(spec: dict | str, dtype: str | torch.dtype = "float32", device: str | None = None) -> EnergyModel:
+    """Energy model from a calculator-style spec: ``{"backend": "sevennet", "model": "7net-0"}`` or
+    ``{"backend": "mace", "model": "path.model", "head": ...}`` (foundation names resolved from the local cache)."""
+    if isinstance(spec, str):
+        spec = {"backend": spec}
+    dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backend = spec.get("backend")
+    if backend == "sevennet":
+        return SevenNetEnergyModel.from_checkpoint(spec.get("model", "7net-0"), dtype=dt, device=device)
+    if backend == "mace":
+        from pftflow.calculators import resolve_mace_model
+
+        return MACEEnergyModel.from_file(resolve_mace_model(spec["model"]), head=spec.get("head"), dtype=dt, device=device)
+    raise ValueError(f"fine-tuning supports backends 'mace' and 'sevennet', not {backend!r}")

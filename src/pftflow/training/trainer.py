@@ -1,0 +1,297 @@
+"""Trainer: AdamW + gradient clipping + EMA (torch-ema), constant or plateau LR, co-training, resume.
+
+Reproducibility: batch order and sampled Hessian columns are pure functions of (seed, epoch, step), and a
+checkpoint (model incl. adapters, optimizer, EMA, scheduler, history) is written atomically after every epoch.
+Restarting :func:`train` with the same ``workdir`` after a kill continues from the last finished epoch and ends
+with the same weights as an uninterrupted run (same seed, same device/dtype).
+
+Co-training (PFT): after each phonon batch, ``cotrain_ratio`` upstream E/F/S batches are taken (cycling through
+the upstream set); the energy weight is 0 on phonon batches then.  Validation uses the EMA weights and one fixed
+Hessian column per structure; the best-EMA weights are kept (``best.pt``) and loaded at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from pftflow.training.adapters import FinetuneSpec, setup_finetuning, trainable_parameters
+from pftflow.training.data import LabelledStructure, TrainingData
+from pftflow.training.loss import LossWeights, Targets, pft_loss, sample_columns
+from pftflow.training.models import EnergyModel, GraphBatch
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters (defaults: PFT paper) - lr 1e-4, AdamW wd 1e-3, clip 100, EMA 0.999, weights 20/20/5/100."""
+
+    epochs: int = 10
+    batch_size: int = 1
+    cotrain_batch_size: int | None = None
+    cotrain_ratio: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-3
+    grad_clip: float = 100.0
+    ema_decay: float = 0.999
+    scheduler: str = "constant"  # constant | plateau
+    plateau_factor: float = 0.5
+    plateau_patience: int = 3
+    min_lr: float = 1e-6
+    weights: dict = field(default_factory=lambda: asdict(LossWeights()))
+    columns_per_structure: int = 1
+    seed: int = 0
+    dtype: str = "float32"
+    device: str | None = None
+    finetune: dict = field(default_factory=lambda: FinetuneSpec().as_dict())
+    progress: bool = True
+    resume: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    best_epoch: int
+    best_valid_loss: float
+    finetune_report: dict
+    workdir: str
+    wall_time_s: float
+    resumed_from_epoch: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------- batching
+def _targets_for(structures: Sequence[LabelledStructure], dtype, device) -> Targets:
+    def t(x):
+        return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+    b = len(structures)
+    e_mask = torch.tensor([s.energy_eV is not None for s in structures], device=device)
+    f_mask = torch.tensor([s.forces_eV_per_A is not None for s in structures], device=device)
+    s_mask = torch.tensor([s.stress_eV_per_A3 is not None for s in structures], device=device)
+    energy = t([s.energy_eV if s.energy_eV is not None else 0.0 for s in structures])
+    forces = torch.cat(
+        [t(s.forces_eV_per_A) if s.forces_eV_per_A is not None else torch.zeros(len(s.atoms), 3, dtype=dtype, device=device) for s in structures]
+    )
+    stress = torch.stack(
+        [t(s.stress_eV_per_A3) if s.stress_eV_per_A3 is not None else torch.zeros(3, 3, dtype=dtype, device=device) for s in structures]
+    ) if b else None
+    hess = [t(s.hessian_eV_per_A2) if s.hessian_eV_per_A2 is not None else None for s in structures]
+    return Targets(energy, e_mask, forces, f_mask, stress, s_mask, hess)
+
+
+def concat_graphs(graphs: Sequence[GraphBatch]) -> GraphBatch:
+    """Concatenate single-structure graphs into one batch (offsets applied)."""
+    offs = np.cumsum([0] + [int(g.positions_A.shape[0]) for g in graphs])
+    return GraphBatch(
+        positions_A=torch.cat([g.positions_A for g in graphs]),
+        cell_A=torch.cat([g.cell_A for g in graphs]),
+        numbers=torch.cat([g.numbers for g in graphs]),
+        batch=torch.cat([g.batch + k for k, g in enumerate(graphs)]),
+        ptr=torch.as_tensor(offs, dtype=torch.long, device=graphs[0].ptr.device),
+        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offs[:-1])], dim=1),
+        unit_shifts=torch.cat([g.unit_shifts for g in graphs]),
+        n_atoms=torch.cat([g.n_atoms for g in graphs]),
+        volume_A3=torch.cat([g.volume_A3 for g in graphs]),
+    )
+
+
+class _Collator:
+    """Caches each structure's graph (neighbour list) and targets; collates index lists into batches."""
+
+    def __init__(self, model: EnergyModel, structures: Sequence[LabelledStructure]):
+        self.model = model
+        self.structures = list(structures)
+        self._graphs: dict[int, GraphBatch] = {}
+
+    def __call__(self, idx: Sequence[int]) -> tuple[GraphBatch, Targets]:
+        for i in idx:
+            if i not in self._graphs:
+                self._graphs[i] = self.model.build_graph([self.structures[i].atoms])
+        graph = concat_graphs([self._graphs[i] for i in idx])
+        targets = _targets_for([self.structures[i] for i in idx], graph.positions_A.dtype, graph.positions_A.device)
+        return graph, targets
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[list[int]]:
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
+
+
+def _step_generator(seed: int, epoch: int, step: int, stream: int = 0) -> torch.Generator:
+    """Generator seeded by (seed, stream, epoch, step): training stream 0, validation stream 1."""
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([seed, stream, epoch, step]).generate_state(1)[0]))
+    return g
+
+
+# ----------------------------------------------------------------------------------------- training
+def evaluate(
+    model: EnergyModel,
+    structures: Sequence[LabelledStructure],
+    weights: LossWeights,
+    *,
+    batch_size: int = 1,
+    column_seed: int = 1234,
+    collator: _Collator | None = None,
+) -> dict[str, float]:
+    """Mean loss parts over ``structures`` with one fixed Hessian column per structure (no parameter update)."""
+    collator = collator or _Collator(model, structures)
+    sums: dict[str, float] = {}
+    count = 0
+    for k, idx in enumerate(_batches(len(structures), batch_size, None)):
+        graph, targets = collator(idx)
+        cols = sample_columns(graph, targets, 1, _step_generator(column_seed, 0, k, stream=1)) if targets.has_hessian() else None
+        _, parts = pft_loss(model, graph, targets, weights, columns=cols, create_graph=False)
+        for key, v in parts.items():
+            sums[key] = sums.get(key, 0.0) + v * len(idx)
+        count += len(idx)
+    return {k: v / max(count, 1) for k, v in sums.items()}
+
+
+def _atomic_save(obj, path: Path):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: EnergyModel,
+    data: TrainingData,
+    config: TrainConfig | dict,
+    workdir: str | os.PathLike,
+    *,
+    callback: Callable[[int, int, dict], None] | None = None,
+) -> tuple[EnergyModel, TrainResult]:
+    """Fine-tune ``model`` (a fresh base model; the fine-tuning mode is applied here) on ``data``.
+
+    ``workdir`` receives ``checkpoint.pt`` (resume state, every epoch) and ``best.pt`` (best-EMA weights).
+    ``callback(epoch, step, parts)`` is called after every optimizer step.  Returns the model with the best EMA
+    weights loaded (adapters not merged) and a :class:`TrainResult`.
+    """
+    from torch_ema import ExponentialMovingAverage
+    from tqdm.auto import tqdm
+
+    cfg = TrainConfig(**config) if isinstance(config, dict) else config
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    model.to(device=device, dtype=getattr(torch, cfg.dtype))
+    report = setup_finetuning(model, FinetuneSpec(**cfg.finetune))
+    params = trainable_parameters(model)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
+        if cfg.scheduler == "plateau"
+        else None
+    )
+    ema = ExponentialMovingAverage(params, decay=cfg.ema_decay)
+    weights = LossWeights(**cfg.weights)
+    phonon_weights = copy.copy(weights)
+    use_cotrain = cfg.cotrain_ratio > 0 and len(data.cotrain) > 0
+    if use_cotrain:
+        phonon_weights.energy = 0.0
+    train_c = _Collator(model, data.train)
+    co_c = _Collator(model, data.cotrain) if use_cotrain else None
+    valid_set = data.valid or data.train
+    valid_c = _Collator(model, valid_set) if data.valid else train_c
+
+    history: list[dict] = []
+    best = (math.inf, -1)
+    start_epoch = 0
+    resumed = None
+    ckpt_path, best_path = workdir / "checkpoint.pt", workdir / "best.pt"
+    if cfg.resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        if sched is not None and state.get("scheduler") is not None:
+            sched.load_state_dict(state["scheduler"])
+        history, best = state["history"], tuple(state["best"])
+        start_epoch = resumed = state["epoch"] + 1
+
+    t0 = time.perf_counter()
+    n_steps = len(_batches(len(data.train), cfg.batch_size, None))
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        batches = _batches(len(data.train), cfg.batch_size, rng)
+        co_batches = _batches(len(data.cotrain), cfg.cotrain_batch_size or cfg.batch_size, rng) if use_cotrain else []
+        co_ptr = 0
+        sums: dict[str, float] = {}
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        for step, idx in enumerate(bar):
+            plan = [("phonon", idx)]
+            for _ in range(cfg.cotrain_ratio if use_cotrain else 0):
+                plan.append(("cotrain", co_batches[co_ptr % len(co_batches)]))
+                co_ptr += 1
+            for kind, bidx in plan:
+                graph, targets = (train_c if kind == "phonon" else co_c)(bidx)
+                gen = _step_generator(cfg.seed, epoch, step)
+                cols = sample_columns(graph, targets, cfg.columns_per_structure, gen) if targets.has_hessian() else None
+                w = phonon_weights if kind == "phonon" else weights
+                opt.zero_grad(set_to_none=True)
+                loss, parts = pft_loss(model, graph, targets, w, columns=cols)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                ema.update()
+                for key, v in parts.items():
+                    sums[f"{kind}_{key}"] = sums.get(f"{kind}_{key}", 0.0) + v
+                if kind == "phonon":
+                    bar.set_postfix(loss=f"{parts['loss']:.4g}")
+                if callback is not None:
+                    callback(epoch, step, parts)
+        train_means = {k: v / n_steps / (cfg.cotrain_ratio if k.startswith("cotrain") else 1) for k, v in sums.items()}
+        with ema.average_parameters():
+            val = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c)
+            if val["loss"] < best[0]:
+                best = (val["loss"], epoch)
+                _atomic_save({"model": model.state_dict(), "epoch": epoch, "valid": val}, best_path)
+        if sched is not None:
+            sched.step(val["loss"])
+        rec = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train": train_means, "valid": val}
+        history.append(rec)
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "ema": ema.state_dict(),
+                "scheduler": None if sched is None else sched.state_dict(),
+                "history": history,
+                "best": list(best),
+                "epoch": epoch,
+                "config": cfg.as_dict(),
+            },
+            ckpt_path,
+        )
+        if cfg.progress:
+            tqdm.write(f"epoch {epoch + 1}: valid loss {val['loss']:.5g} " + " ".join(f"{k}={v:.4g}" for k, v in val.items() if k != "loss"))
+    if best_path.exists():
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
+    result = TrainResult(
+        history=history,
+        best_epoch=int(best[1]),
+        best_valid_loss=float(best[0]),
+        finetune_report=report,
+        workdir=str(workdir),
+        wall_time_s=time.perf_counter() - t0,
+        resumed_from_epoch=resumed,
+    )
+    return model, result
