@@ -442,7 +442,7 @@ def submit_campaign(spec: CampaignSpec, *, launch: bool = False, max_launches: i
     if launch:
         launch_dir = Path(spec.store_dir) / "fw_launches"
         launch_dir.mkdir(parents=True, exist_ok=True)
-        rapidfire(lp, FWorker(name=fw_cfg.get("fworker")), nlaunches=max_launches, launch_dir=str(launch_dir), strm_lvl="WARNING")
+        rapidfire(lp, FWorker(name=fw_cfg.get("fworker")), nlaunches=max_launches, m_dir=str(launch_dir), strm_lvl="WARNING")
         states = lp.get_wf_summary_dict(wf.fws[0].fw_id)["states"]
         out["states"] = {k: sum(1 for v in states.values() if v == k) for k in set(states.values())}
     store.close()

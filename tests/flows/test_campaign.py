@@ -146,6 +146,12 @@ def test_cli_results_json(tmp_path, monkeypatch):
     assert np.isfinite(data["summary"]["EMT-same"]["omega_max_mae_K"])
 
 
+def _last_json(text: str) -> dict:
+    """The JSON object the CLI prints last (FireWorks may log lines before it)."""
+    start = 0 if text.startswith("{") else text.rindex("\n{\n") + 1
+    return json.loads(text[start:])
+
+
 def test_fireworks_submit_and_launch_embedded(tmp_path):
     """`pftflow submit --launch` on FireWorks' mongomock LaunchPad runs every job; a second submit
     only adds the stages that are not yet in the store (here: none but the parameters record)."""
@@ -154,8 +160,8 @@ def test_fireworks_submit_and_launch_embedded(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "pftflow.cli", *a], cwd=tmp_path, env=env, capture_output=True, text=True)  # noqa: E731
     first = run("submit", str(spec_path), "--launch")
     assert first.returncode == 0, first.stderr[-3000:]
-    out = json.loads(first.stdout[first.stdout.index("{"):])
+    out = _last_json(first.stdout)
     assert out["states"] == {"COMPLETED": out["fireworks_added"]}
     second = run("submit", str(spec_path))
-    out2 = json.loads(second.stdout[second.stdout.index("{"):])
+    out2 = _last_json(second.stdout)
     assert out2["fireworks_added"] == 1 and out2["reused"]["model"] == ["Cu/EMT-same", "Al/EMT-same"]
