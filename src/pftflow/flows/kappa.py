@@ -291,10 +291,22 @@ class KappaMaker(Maker):
 
 
 # ---------------------------------------------------------------------------------------- campaign
+def normalize_kappa_spec(spec: dict) -> dict:
+    """The campaign spec with the keys of an optional ``kappa:`` block (``structures``,
+    ``reference``, ``nac``, ``materials``, ``settings``) lifted to the top level (block wins)."""
+    out = {k: v for k, v in spec.items() if k != "kappa"}
+    block = spec.get("kappa") or {}
+    if not isinstance(block, dict):
+        raise ValueError("'kappa' must be a mapping with structures, reference, nac, materials, settings")
+    out.update(block)
+    return out
+
+
 def kappa_materials(spec: dict) -> list[dict]:
     """Material dicts (with ``reference_path`` / ``nac``) selected by a campaign spec."""
     from pftflow.kappa.readers import read_kappa_structures, resolve_reference_path
 
+    spec = normalize_kappa_spec(spec)
     nac = bool(spec.get("nac", True))
     mats = read_kappa_structures(spec["structures"])
     wanted = spec.get("materials", "all")
@@ -315,27 +327,109 @@ def kappa_materials(spec: dict) -> list[dict]:
     return out
 
 
-def kappa_campaign_flow(spec: dict) -> Flow:
+#: columns of ``pftflow results`` for kappa campaigns: (row key, header, format)
+KAPPA_COLUMNS = [
+    ("material_id", "material", "{}"),
+    ("name", "name", "{}"),
+    ("model", "model", "{}"),
+    ("kappa_W_per_mK", "κ [W/m/K]", "{:.4f}"),
+    ("kappa_dft_W_per_mK", "κ DFT [W/m/K]", "{:.4f}"),
+    ("srd", "SRD", "{:+.4f}"),
+    ("sre", "SRE", "{:.4f}"),
+    ("srme", "SRME", "{:.4f}"),
+    ("failed_reason", "failed", "{}"),
+]
+
+
+def _model_name(model: dict | str) -> str:
+    from pftflow.calculators import get_calculator
+
+    return get_calculator(model).name
+
+
+def _material_key(spec_name: str, material: dict, model: dict, maker: "KappaMaker") -> str:
+    from pftflow.campaign import _file_sha, _key
+
+    m = {k: v for k, v in material.items() if k != "reference_path"}
+    return _key("kappa", m, _file_sha(material.get("reference_path")), model, maker.settings, maker.relax_settings, maker.relax)
+
+
+def kappa_campaign_flow(spec: dict, store=None) -> Flow:
     """One :class:`KappaMaker` flow per (model, material) of a ``kind: kappa`` campaign spec.
 
-    Spec keys: ``name``, ``structures`` (extxyz path), ``reference`` (JSON path or directory),
-    ``nac`` (default true), ``materials`` (ids or names, or ``"all"``), ``models`` (calculator
-    specs), ``settings`` (:class:`KappaSettings` fields, plus ``relax`` (RelaxSettings fields
-    overriding the k_SRME ones) and ``do_relax``).  The flow's output is the list of per-material
-    result dicts (feed it to :func:`summarize_kappa`).
+    Spec keys (docs/kappa.md): ``name``, ``structures`` (extxyz path), ``reference`` (JSON path or
+    directory), ``nac`` (default true), ``materials`` (ids or names, or ``"all"``), ``models``
+    (calculator specs), ``settings`` (:class:`KappaSettings` fields, plus ``relax`` (RelaxSettings
+    fields overriding the k_SRME ones) and ``do_relax``).  Every job is tagged with
+    ``metadata = {campaign, material_id, model, stage}``; the job whose (final) output is the
+    material's result has ``stage: "kappa"`` and ``pftflow_key``.  With ``store`` given, a
+    (material, model) whose key already has a completed result in the store is not run again.
+    The flow's output is the list of per-material result dicts of the flows that run.
     """
+    spec = normalize_kappa_spec(spec)
     if spec.get("kind", "kappa") != "kappa":
         raise ValueError(f"kappa_campaign_flow needs kind: kappa, got {spec.get('kind')!r}")
+    for key in ("structures", "models"):
+        if not spec.get(key):
+            raise ValueError(f"kappa campaign '{spec.get('name')}': '{key}' is required (see docs/kappa.md)")
     settings = dict(spec.get("settings") or {})
     relax_over = settings.pop("relax", None) or {}
     do_relax = bool(settings.pop("do_relax", True))
+    from pftflow.kappa.conductivity import KappaSettings
+
+    KappaSettings.from_dict(settings)  # validate early
     maker = KappaMaker(settings=settings, relax_settings=ksrme_relax_settings(**relax_over), relax=do_relax)
     materials = kappa_materials(spec)
-    models = spec.get("models") or []
-    if not models:
-        raise ValueError("kappa campaign needs at least one model in 'models'")
-    flows = [maker.make(m, model) for model in models for m in materials]
-    return Flow(flows, output=[f.output for f in flows], name=spec.get("name", "kappa"))
+    name = spec.get("name", "kappa")
+    flows = []
+    for model in spec["models"]:
+        model = {"backend": model} if isinstance(model, str) else dict(model)
+        mname = _model_name(model)
+        for m in materials:
+            key = _material_key(name, m, model, maker)
+            if store is not None:
+                from pftflow.campaign import find_stored
+
+                try:
+                    done = find_stored(store, key)
+                except Exception:  # noqa: BLE001 - an unreadable old entry is simply recomputed
+                    done = None
+                if isinstance(done, dict) and "srme" in done:
+                    continue
+            f = maker.make(m, model)
+            meta = {"campaign": name, "material_id": m["material_id"], "model": mname}
+            for j in f.jobs:
+                j.metadata = {**(j.metadata or {}), **meta, "stage": j.metadata.get("stage") if j.metadata else None}
+            f.jobs[-1].metadata.update({"stage": "kappa", "pftflow_key": key})
+            flows.append(f)
+    return Flow(flows, output=[f.output for f in flows], name=f"campaign {name}")
+
+
+def load_kappa_results(spec: dict, store) -> dict:
+    """Rows (latest result per material × model) and mean SRE/SRME per model from the store,
+    in the shape ``pftflow results`` prints (``columns`` = :data:`KAPPA_COLUMNS`)."""
+    name = spec.get("name", "kappa")
+    docs = list(store.query({"metadata.campaign": name, "metadata.stage": "kappa"},
+                            properties=["uuid", "index", "metadata", "completed_at"]))
+    latest: dict = {}
+    for d in sorted(docs, key=lambda d: (str(d.get("completed_at", "")), d.get("index", 0))):
+        latest[(d["metadata"].get("material_id"), d["metadata"].get("model"))] = d["uuid"]
+    outputs = []
+    for uuid in latest.values():
+        try:
+            out = store.get_output(uuid, which="last", load=True)
+        except Exception:  # noqa: BLE001 - job not finished / failed
+            continue
+        if isinstance(out, dict) and "srme" in out:
+            outputs.append(out)
+    rows, means = summarize_kappa(outputs)
+    order = {}
+    try:
+        order = {m["material_id"]: i for i, m in enumerate(kappa_materials(spec))}
+    except Exception:  # noqa: BLE001 - input files moved: keep store order
+        pass
+    rows.sort(key=lambda r: (str(r["model"]), order.get(r["material_id"], 1e9)))
+    return {"campaign": name, "kind": "kappa", "rows": rows, "summary": means, "columns": KAPPA_COLUMNS}
 
 
 def summarize_kappa(outputs: list[dict]) -> tuple[list[dict], dict]:

@@ -184,11 +184,12 @@ def mode_kappa_total(mode_kappa_P: np.ndarray, mode_kappa_C: np.ndarray, heat_ca
     """
     cv = np.asarray(heat_capacity, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        split = 2 * (
-            (np.asarray(mode_kappa_C) * cv[:, :, :, None, None]) / (cv[:, :, :, None, None] + cv[:, :, None, :, None])
-        ).sum(axis=2)
-    split[np.isnan(split)] = 0
-    return np.asarray(mode_kappa_P) + split
+        terms = (np.asarray(mode_kappa_C) * cv[:, :, :, None, None]) / (cv[:, :, :, None, None] + cv[:, :, None, :, None])
+    # k_SRME sets NaN to 0 after the sum over s; zeroing each 0/0 term instead is identical on
+    # phono3py output (κ_C vanishes where both heat capacities do: acoustic modes at Γ) and keeps
+    # the sum rule exact otherwise.
+    terms[np.isnan(terms)] = 0
+    return np.asarray(mode_kappa_P) + 2 * terms.sum(axis=2)
 
 
 @dataclass
