@@ -102,7 +102,7 @@ class PhononReference:
         produced from the displacement dataset (full, not compact, then symmetrized when
         ``symmetrize_fc`` with phonopy's traditional translational/permutational symmetrization).
         ``phonopy.load`` symmetrizes with the symfc projector instead (~100x slower for a 512-atom
-        supercell); the two agree to ~1e-14 eV/Å², not bitwise.
+        supercell); the two agree to ~3e-14 eV/Å², not bitwise.
         """
         import phonopy
 
