@@ -124,16 +124,22 @@ def phonon_analysis(
     band_path_spec: dict | None = None,
     label: str = "reference",
     relax_info: dict | None = None,
+    mesh: list | None = None,
 ) -> dict:
     """Force constants (eV/Å²) + thermal properties, ω_max, stability, bands, DOS, mesh.
 
     Either ``reference`` (an imported :class:`PhononReference` dict) or ``structure`` +
-    ``dataset`` + ``forces_eV_per_A`` (computed here) must be given.
+    ``dataset`` + ``forces_eV_per_A`` (computed here) must be given.  ``mesh`` (three integers)
+    overrides the settings' mesh: models use the reference's mesh numbers, since a length-based
+    density could round to a different mesh for a relaxed lattice and the BZ metrics need the same
+    q-points.
     """
     from pftflow.materials.reference import _dataset_from_json
     from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, band_path, make_phonopy, produce_force_constants
 
     s = PhononSettings(**settings)
+    if mesh is not None:
+        s.mesh = [int(x) for x in mesh]
     if relax_info is not None and relax_info.get("error"):
         return {"material_id": material_id, "label": label, "failed": True, "error": relax_info["error"], "result": None}
     if reference is not None:

@@ -126,6 +126,7 @@ class MLIPPhononMaker(Maker):
             band_path_spec=reference["band_path"],
             label=model_name,
             relax_info=relax_info,
+            mesh=reference["result"]["mesh"]["mesh"],
         )
         ana.name = f"analysis {material_id} {model_name}"
         cmp_ = jobs.compare(reference, ana.output, model_name)

@@ -71,7 +71,8 @@ class PhononReference:
     thermal: thermal properties stored with the reference (DFT values), or ``None``.
     commensurate_frequencies_THz: stored frequencies at commensurate q-points (n_q, n_bands) or ``None``.
     nac_params: phonopy NAC parameters (born, dielectric, factor) or ``None``.
-    energy_eV: total energy of the (undisplaced) supercell if stored; may be NaN.
+    energy_eV: total energy of the (undisplaced) supercell if stored; NaN or None when missing
+        (stored as JSON null, read back as None).
     provenance: where the data came from (path, format, sha256, code versions).
     """
 
@@ -164,7 +165,8 @@ class PhononReference:
             "thermal": None if self.thermal is None else self.thermal.as_dict(),
             "commensurate_frequencies_THz": arr(self.commensurate_frequencies_THz),
             "nac_params": _nac_to_json(self.nac_params),
-            "energy_eV": None if self.energy_eV is None else float(self.energy_eV),
+            # NaN (missing energy in MDR files) is stored as null: strict JSON has no NaN
+            "energy_eV": None if self.energy_eV is None or np.isnan(self.energy_eV) else float(self.energy_eV),
             "provenance": dict(self.provenance),
         }
 
