@@ -92,8 +92,19 @@ def format_results(res: dict, fmt: str) -> str:
     return text
 
 
+def _quiet_library_warnings() -> None:
+    """Deprecation chatter from jobflow/monty/e3nn would garble the progress bar."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Some jobs are not connected")
+    warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _quiet_library_warnings()
     parser = argparse.ArgumentParser(prog="pftflow", description="Benchmark and fine-tune MLIPs for phonons.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_run = sub.add_parser("run", help="run a campaign spec (YAML) on its store")
