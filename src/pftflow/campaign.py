@@ -361,6 +361,8 @@ def load_results(spec: CampaignSpec, store=None) -> dict:
             rows.append(store.get_output(d["uuid"], which="last", load=True))
         mat_order = [m["id"] for m in spec.materials]
         mod_order = [m["name"] for m in spec.models]
+        # the store may hold materials/models since removed from the spec: report the spec's
+        rows = [r for r in rows if r["material_id"] in mat_order and r["model"] in mod_order]
         rows.sort(key=lambda r: (mat_order.index(r["material_id"]) if r["material_id"] in mat_order else 1e9, mod_order.index(r["model"]) if r["model"] in mod_order else 1e9))
         from pftflow.phonons.metrics import summarize
 

@@ -25,6 +25,19 @@ TABLE_COLUMNS = [
 ]
 
 
+#: columns of the summary table (per model, over materials)
+SUMMARY_COLUMNS = [
+    ("n_evaluated", "n", "{}"),
+    ("n_failed", "failed", "{}"),
+    ("omega_max_mae_K", "ω_max MAE [K]", "{:.1f}"),
+    ("entropy_mae_300K_J_per_K_mol", "S MAE [J/K/mol]", "{:.2f}"),
+    ("free_energy_mae_300K_kJ_per_mol", "F MAE [kJ/mol]", "{:.3f}"),
+    ("heat_capacity_mae_300K_J_per_K_mol", "Cv MAE [J/K/mol]", "{:.3f}"),
+    ("mesh_mae_THz", "BZ MAE [THz]", "{:.3f}"),
+    ("stability_accuracy", "stability acc.", "{:.2f}"),
+]
+
+
 def _fmt(v, f):
     if v is None:
         return "-"
@@ -82,8 +95,12 @@ def format_results(res: dict, fmt: str) -> str:
         return buf.getvalue()
     text = render_table(headers, rows)
     summ = res.get("summary") or {}
-    if summ:
-        text += "\n\nSummary over materials:\n"
+    if summ and all(isinstance(v, dict) for v in summ.values()) and res.get("kind", "phonons") == "phonons":
+        srows = [[m] + [_fmt(s.get(k), f) for k, _, f in SUMMARY_COLUMNS] for m, s in summ.items()]
+        text += "\n\nMAE over materials (MDR metrics at 300 K):\n"
+        text += render_table(["model"] + [h for _, h, _ in SUMMARY_COLUMNS], srows) + "\n"
+    elif summ:
+        text += "\n\nSummary:\n"
         for model, s in summ.items():
             if isinstance(s, dict):
                 text += f"  {model}: " + ", ".join(f"{k}={_fmt(v, '{:.4g}')}" for k, v in s.items()) + "\n"
