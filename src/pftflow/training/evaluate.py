@@ -39,21 +39,16 @@ def model_forces(model, structures) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def model_phonopy(model, reference: Any, distance_A: float = 0.01):
-    """Phonopy object of the reference cell/supercell with the model's force constants (eV/Å², full)."""
-    import phonopy
+    """Phonopy object of the reference cell/supercell with the model's force constants (eV/Å², full),
+    built with the benchmark's own displacement / drift-subtraction / symmetrization functions."""
+    from pftflow.phonons.harmonic import make_displacements, produce_force_constants
 
     ref_ph = load_phonopy(reference)
-    ph = phonopy.Phonopy(
-        ref_ph.unitcell, supercell_matrix=ref_ph.supercell_matrix, primitive_matrix=ref_ph.primitive_matrix
+    ph, structs = make_displacements(
+        phonopy_to_atoms(ref_ph.unitcell), ref_ph.supercell_matrix, ref_ph.primitive_matrix, distance_A=distance_A
     )
-    ph.generate_displacements(distance=distance_A)
-    structs = [phonopy_to_atoms(sc) for sc in ph.supercells_with_displacements]
     _, forces = model_forces(model, structs)
-    f = np.array(forces)
-    f -= f.mean(axis=1, keepdims=True)  # drift
-    ph.forces = f
-    ph.produce_force_constants()
-    ph.symmetrize_force_constants()
+    produce_force_constants(ph, forces)
     return ph, ref_ph
 
 
