@@ -48,22 +48,27 @@ class SevenNetCalculator(ForceCalculator):
         self.modal = modal
         self._calc = None
 
+    @staticmethod
+    def _legacy_load_env() -> None:
+        """sevenn checkpoints need e3nn's legacy (non weights-only) torch.load: importing mace first
+        sets that up; the environment variable is the documented alternative (DEVELOPERS.md)."""
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        try:
+            import mace  # noqa: F401
+        except ImportError:
+            pass
+
     def checkpoint_path(self) -> str:
         if os.path.isfile(self.model):
             return self.model
+        self._legacy_load_env()
         from sevenn.util import pretrained_name_to_path
 
         return str(pretrained_name_to_path(self.model))
 
     def ase_calculator(self):
         if self._calc is None:
-            # sevenn checkpoints need e3nn's legacy loader: importing mace first sets it up; the
-            # environment variable is the documented alternative (see DEVELOPERS.md).
-            os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-            try:
-                import mace  # noqa: F401
-            except ImportError:
-                pass
+            self._legacy_load_env()
             from sevenn.calculator import SevenNetCalculator as _Calc
 
             kwargs = {"device": self.device}
