@@ -3,7 +3,8 @@
 Both on the same cell (Si diamond, a = 5.43 Å, 2x2x2 supercell of the 2-atom primitive cell, one
 symmetry-reduced 0.01 Å displacement), GPAW with the project's default reference settings
 (docs/gpaw.md).  Measured here: GPAW ω_max 15.4 THz, SevenNet-0 12.7 THz (ratio 0.82); universal
-MLIPs trained on PBE data are known to soften phonons systematically.  ~30 s on one core.
+MLIPs trained on PBE data are known to soften phonons systematically.  ~60 s on one core
+(GPAW's 16-atom force call with the default, converged settings is most of it).
 """
 
 from __future__ import annotations
