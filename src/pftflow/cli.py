@@ -95,7 +95,7 @@ def format_results(res: dict, fmt: str) -> str:
         return buf.getvalue()
     text = render_table(headers, rows)
     summ = res.get("summary") or {}
-    if summ and all(isinstance(v, dict) for v in summ.values()) and res.get("kind", "phonons") == "phonons":
+    if summ and all(isinstance(v, dict) and "omega_max_mae_K" in v for v in summ.values()):  # MDR summaries
         srows = [[m] + [_fmt(s.get(k), f) for k, _, f in SUMMARY_COLUMNS] for m, s in summ.items()]
         text += "\n\nMAE over materials (MDR metrics at 300 K):\n"
         text += render_table(["model"] + [h for _, h, _ in SUMMARY_COLUMNS], srows) + "\n"
