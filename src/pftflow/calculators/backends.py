@@ -36,6 +36,17 @@ def default_device() -> str:
 
 
 # ---------------------------------------------------------------------------------------- SevenNet
+def prepare_sevenn_import() -> None:
+    """Call before importing sevenn: its checkpoints need e3nn's legacy (non weights-only)
+    torch.load; importing mace first sets that up, the environment variable is the documented
+    alternative (DEVELOPERS.md)."""
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    try:
+        import mace  # noqa: F401
+    except ImportError:
+        pass
+
+
 class SevenNetCalculator(ForceCalculator):
     """SevenNet with the checkpoints shipped inside the ``sevenn`` package (e.g. ``7net-0``)."""
 
@@ -48,27 +59,17 @@ class SevenNetCalculator(ForceCalculator):
         self.modal = modal
         self._calc = None
 
-    @staticmethod
-    def _legacy_load_env() -> None:
-        """sevenn checkpoints need e3nn's legacy (non weights-only) torch.load: importing mace first
-        sets that up; the environment variable is the documented alternative (DEVELOPERS.md)."""
-        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-        try:
-            import mace  # noqa: F401
-        except ImportError:
-            pass
-
     def checkpoint_path(self) -> str:
         if os.path.isfile(self.model):
             return self.model
-        self._legacy_load_env()
+        prepare_sevenn_import()
         from sevenn.util import pretrained_name_to_path
 
         return str(pretrained_name_to_path(self.model))
 
     def ase_calculator(self):
         if self._calc is None:
-            self._legacy_load_env()
+            prepare_sevenn_import()
             from sevenn.calculator import SevenNetCalculator as _Calc
 
             kwargs = {"device": self.device}

@@ -190,26 +190,10 @@ def gpaw_parameters(
     return params
 
 
-def make_gpaw_calculator(
-    atoms=None,
-    *,
-    ecut_ev: float = _default("ecut_ev"),
-    kpoint_density: float = _default("kpoint_density"),
-    gamma: bool = _default("gamma"),
-    xc: str = _default("xc"),
-    smearing_ev: float = _default("smearing_ev"),
-    scf_energy_tol: float = _default("scf_energy_tol"),
-    scf_density_tol: float = _default("scf_density_tol"),
-    scf_forces_tol: float | None = _default("scf_forces_tol"),
-    maxiter: int = _default("maxiter"),
-    mixer: dict | None = None,
-    setups: str | dict | None = None,
-    txt: str | None = None,
-    seed: int | None = None,
-):
+def make_gpaw_calculator(atoms=None, *, seed: int | None = None, **settings):
     """A GPAW plane-wave calculator (ASE interface) with converged-for-phonons defaults.
 
-    Parameters (units in :data:`GPAW_DEFAULTS`):
+    Keyword settings are those of :func:`gpaw_parameters` (units in :data:`GPAW_DEFAULTS`):
 
     atoms
         Optional.  When given, it is validated (periodic, finite volume) and the k-grid is fixed to
@@ -231,21 +215,7 @@ def make_gpaw_calculator(
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise ValueError(f"seed must be None or an integer, got {seed!r}")
-    params = gpaw_parameters(
-        atoms,
-        ecut_ev=ecut_ev,
-        kpoint_density=kpoint_density,
-        gamma=gamma,
-        xc=xc,
-        smearing_ev=smearing_ev,
-        scf_energy_tol=scf_energy_tol,
-        scf_density_tol=scf_density_tol,
-        scf_forces_tol=scf_forces_tol,
-        maxiter=maxiter,
-        mixer=mixer,
-        setups=setups,
-        txt=txt,
-    )
+    params = gpaw_parameters(atoms, **settings)  # validates every setting, defaults from GPAW_DEFAULTS
     try:
         from gpaw import GPAW
     except ImportError as exc:  # pragma: no cover - depends on the machine

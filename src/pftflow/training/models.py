@@ -197,15 +197,6 @@ class MACEEnergyModel(EnergyModel):
         return "embedding"
 
 
-def _sevennet_env():
-    # sevenn checkpoints need e3nn's legacy loader: importing mace first sets it up
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    try:
-        import mace  # noqa: F401
-    except ImportError:
-        pass
-
-
 class SevenNetEnergyModel(EnergyModel):
     """SevenNet (``AtomGraphSequential``): runs every module except the force/stress output head."""
 
@@ -222,7 +213,9 @@ class SevenNetEnergyModel(EnergyModel):
     @classmethod
     def from_checkpoint(cls, model: str = "7net-0", dtype=torch.float32, device="cpu"):
         """Load a SevenNet checkpoint file or a packaged name (``7net-0``), offline."""
-        _sevennet_env()
+        from pftflow.calculators.backends import prepare_sevenn_import
+
+        prepare_sevenn_import()
         from sevenn.util import model_from_checkpoint, pretrained_name_to_path
 
         from pftflow.calculators import file_sha256
