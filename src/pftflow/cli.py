@@ -117,6 +117,10 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="Some jobs are not connected")
     warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+    # CHGNet converts to pymatgen for its graph and says FixSymmetry is dropped there; the ASE
+    # optimizer still applies the constraint, so the relaxation keeps its symmetry.
+    warnings.filterwarnings("ignore", message="Only FixAtoms and FixCartesian is supported")
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
 
 
 def main(argv: list[str] | None = None) -> int:
