@@ -286,6 +286,8 @@ class _JobProgress(logging.Handler):
         elif msg.startswith("Starting job"):
             self.bar.set_postfix_str(msg.split(" - ", 1)[-1].split(" (")[0][:50])
         elif msg.startswith("Finished job"):
+            if self.bar.total is not None and self.bar.n >= self.bar.total:
+                self.bar.total += 1  # jobs added at run time (dynamic flows, e.g. kappa)
             self.bar.update(1)
 
 
@@ -326,7 +328,18 @@ def run_campaign(spec: CampaignSpec, *, progress: bool = True, plots: bool = Tru
     n_done = sum(1 for r in responses.values() for _ in r.values())
     LAST_CAMPAIGN_FILE.parent.mkdir(parents=True, exist_ok=True)
     LAST_CAMPAIGN_FILE.write_text(str(spec.path.resolve()) if spec.path else "")
-    summary = {"campaign": spec.name, "jobs_run": n_done, "job_failures": [f.splitlines()[0] for f in handler.failures], "jobs_planned": n_jobs, "failed_jobs": n_jobs - n_done, "wall_time_s": wall, "reused": reused, "store": str(spec.store_uri or spec.store_dir)}
+    # jobflow skips the children of a failed job without logging them, and dynamic flows add jobs
+    # at run time, so failures are counted from the logged exceptions, not from planned - run.
+    summary = {
+        "campaign": spec.name,
+        "jobs_planned": n_jobs,
+        "jobs_run": n_done,
+        "failed_jobs": len(handler.failures),
+        "job_failures": [f.splitlines()[0] for f in handler.failures],
+        "wall_time_s": wall,
+        "reused": reused,
+        "store": str(spec.store_uri or spec.store_dir),
+    }
     if plots and spec.kind == "phonons":
         summary["plots"] = [str(p) for p in make_band_plots(spec, store)]
     store.close()

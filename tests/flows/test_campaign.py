@@ -186,3 +186,20 @@ def test_relaxed_reference_and_identically_relaxed_model_agree(tmp_path, monkeyp
         # same minimum to ~1e-5 eV/Å forces: ω_max equal to far better than the 1 K the unrelaxed test sees
         assert r["omega_max_K"] == pytest.approx(r["omega_max_K_ref"], abs=0.05)
         assert r["mesh_mae_THz"] < 1e-3
+
+
+def test_failing_model_is_reported_and_others_still_run(tmp_path, monkeypatch):
+    """A model whose calculator cannot be built fails its own jobs only: the exit summary counts
+    the failure (non-zero for the CLI) and the other model's results are complete."""
+    monkeypatch.chdir(tmp_path)
+    text = SPEC.format(store=tmp_path / "camp", relax_models="false").replace(
+        "models:\n", 'models:\n  - {backend: ase, name: broken, import_path: "ase.calculators.emt:NoSuchCalc"}\n'
+    )
+    p = tmp_path / "spec.yaml"
+    p.write_text(text)
+    spec = CampaignSpec.from_yaml(p)
+    summary = run_campaign(spec, progress=False, plots=False)
+    assert summary["failed_jobs"] == 2  # the forces job of "broken" on Cu and on Al
+    assert all("forces" in f and "broken" in f for f in summary["job_failures"])
+    rows = load_results(spec)["rows"]
+    assert [(r["material_id"], r["model"]) for r in rows] == [("Cu", "EMT-same"), ("Al", "EMT-same")]
