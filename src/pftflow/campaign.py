@@ -11,8 +11,6 @@ Relative paths in a spec are relative to the directory ``pftflow`` is run from.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from pftflow.flows.common import file_sha, find_stored, import_material, latest_by, stage_key, tag_jobs
 from pftflow.store import make_job_store
 
 KINDS = ("phonons", "kappa", "finetune")
@@ -30,17 +29,6 @@ LAST_CAMPAIGN_FILE = Path("campaigns") / ".last_campaign"
 
 class SpecError(ValueError):
     """An invalid campaign spec; the message names the file, the field and the fix."""
-
-
-def _key(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _file_sha(path: str | None) -> str | None:
-    if path is None or not os.path.isfile(path):
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------ spec
@@ -154,11 +142,7 @@ def _validate_material(m: Any, i: int, mode: str, err) -> dict:
             raise err(f"materials[{i}]: import mode needs 'reference_file' (phonopy / MDR / atomate2 yaml)")
         if not os.path.exists(f):
             raise err(f"materials[{i}]: reference_file '{f}' does not exist (relative paths are from the current directory {os.getcwd()})")
-        if "id" not in m:
-            from pftflow.materials.readers import _default_material_id
-
-            m["id"] = _default_material_id(Path(f))
-        return m
+        return import_material(m)
     if "id" not in m:
         raise err(f"materials[{i}]: 'id' is required")
     st = m.get("structure")
@@ -185,26 +169,6 @@ def _validate_material(m: Any, i: int, mode: str, err) -> dict:
     return m
 
 
-# ------------------------------------------------------------------------------------ store reuse
-def find_stored(store, key: str) -> dict | None:
-    """Output of the latest completed job with ``metadata.pftflow_key == key`` (blobs loaded)."""
-    doc = store.query_one({"metadata.pftflow_key": key}, properties=["uuid", "index"], sort={"completed_at": -1})
-    if doc is None:
-        return None
-    return store.get_output(doc["uuid"], which="last", load=True)
-
-
-def _tag(flow_or_job, meta: dict) -> None:
-    from jobflow import Flow
-
-    jobs = flow_or_job.jobs if isinstance(flow_or_job, Flow) else [flow_or_job]
-    for j in jobs:
-        if isinstance(j, Flow):
-            _tag(j, meta)
-        else:
-            j.metadata = {**(j.metadata or {}), **meta}
-
-
 # ------------------------------------------------------------------------------------ build
 def build_phonon_flow(spec: CampaignSpec, store) -> tuple[Any, dict]:
     """jobflow Flow for a harmonic benchmark campaign, skipping stages stored under the same key."""
@@ -226,28 +190,28 @@ def build_phonon_flow(spec: CampaignSpec, store) -> tuple[Any, dict]:
     parts = []
     reused = {"reference": [], "model": []}
     params = jobs.record_parameters(spec.raw)
-    _tag(params, {"campaign": spec.name, "stage": "parameters"})
+    tag_jobs(params, {"campaign": spec.name, "stage": "parameters"})
     parts.append(params)
     for mat in spec.materials:
         mid = mat["id"]
-        ref_key = _key("reference", spec.reference, {k: v for k, v in mat.items() if k != "source"}, _file_sha(mat.get("reference_file")), psettings.as_dict())
+        ref_key = stage_key("reference", spec.reference, {k: v for k, v in mat.items() if k != "source"}, file_sha(mat.get("reference_file")), psettings.as_dict())
         ref_out = find_stored(store, ref_key)
         if ref_out is not None:
             reused["reference"].append(mid)
         else:
             ref_flow = ref_maker.make(mat)
-            _tag(ref_flow, {"campaign": spec.name, "material_id": mid, "stage": "reference", "model": "reference"})
+            tag_jobs(ref_flow, {"campaign": spec.name, "material_id": mid, "stage": "reference", "model": "reference"})
             ref_flow.jobs[-1].metadata["pftflow_key"] = ref_key
             ref_flow.jobs[-1].metadata["stage"] = "analysis"
             parts.append(ref_flow)
             ref_out = ref_flow.output
         for model in spec.models:
-            mkey = _key("model", ref_key, model, relax_settings, psettings.as_dict(), spec.settings.get("relax_models", True))
+            mkey = stage_key("model", ref_key, model, relax_settings, psettings.as_dict(), spec.settings.get("relax_models", True))
             if find_stored(store, mkey) is not None:
                 reused["model"].append(f"{mid}/{model['name']}")
                 continue
             mflow = mlip_maker.make(ref_out, model, mid, model["name"])
-            _tag(mflow, {"campaign": spec.name, "material_id": mid, "model": model["name"], "stage": "model"})
+            tag_jobs(mflow, {"campaign": spec.name, "material_id": mid, "model": model["name"], "stage": "model"})
             analysis, compare = mflow.jobs[-2], mflow.jobs[-1]
             analysis.metadata["stage"] = "analysis"
             compare.metadata.update({"stage": "compare", "pftflow_key": mkey})
@@ -347,13 +311,6 @@ def run_campaign(spec: CampaignSpec, *, progress: bool = True, plots: bool = Tru
 
 
 # ------------------------------------------------------------------------------------ results
-def _latest_by(docs: list[dict], keys: tuple[str, ...]) -> list[dict]:
-    out: dict = {}
-    for d in sorted(docs, key=lambda d: str(d.get("completed_at", ""))):
-        out[tuple(d["metadata"].get(k) for k in keys)] = d
-    return list(out.values())
-
-
 def load_results(spec: CampaignSpec, store=None) -> dict:
     """Material x model rows and the summary over materials, from the store."""
     own = store is None
@@ -370,7 +327,7 @@ def load_results(spec: CampaignSpec, store=None) -> dict:
             return load_finetune_results(spec.raw, store)
         docs = list(store.query({"metadata.campaign": spec.name, "metadata.stage": "compare"}, properties=["uuid", "metadata", "completed_at", "output"]))
         rows = []
-        for d in _latest_by(docs, ("material_id", "model")):
+        for d in latest_by(docs):
             rows.append(store.get_output(d["uuid"], which="last", load=True))
         mat_order = [m["id"] for m in spec.materials]
         mod_order = [m["name"] for m in spec.models]
@@ -389,7 +346,7 @@ def load_results(spec: CampaignSpec, store=None) -> dict:
 def load_stage_outputs(spec: CampaignSpec, store, stage: str) -> list[dict]:
     """Latest outputs (blobs loaded) of all jobs of ``stage`` in this campaign."""
     docs = list(store.query({"metadata.campaign": spec.name, "metadata.stage": stage}, properties=["uuid", "metadata", "completed_at"]))
-    return [store.get_output(d["uuid"], which="last", load=True) for d in _latest_by(docs, ("material_id", "model"))]
+    return [store.get_output(d["uuid"], which="last", load=True) for d in latest_by(docs)]
 
 
 def make_band_plots(spec: CampaignSpec, store) -> list[Path]:

@@ -57,3 +57,39 @@ def test_campaign_flow_structure(shared):
     assert type(calls[1][1]).__name__ == "OutputReference"  # fine-tuned calculator spec from the train job
     stages = [j.metadata.get("stage") for j in flow.jobs if not isinstance(j, Flow)]
     assert stages[:2] == ["training_data", "train"]
+
+
+def test_finetune_campaign_end_to_end(make_mace, shared, tmp_path, monkeypatch):
+    """kind: finetune through the campaign runner: data -> train -> benchmark of base and fine-tuned
+    model on the held-out material; results list both models with the MDR metrics."""
+    import yaml
+
+    from pftflow.campaign import CampaignSpec, load_results, run_campaign
+
+    train = str(shared("phonopy/phonopy_params_Si.yaml"))
+    test = str(shared("mdr/mp-149.yaml.bz2"))
+    monkeypatch.chdir(tmp_path)
+    model_file = tmp_path / "tiny.model"
+    torch.save(make_mace(atomic_numbers=(14,)), model_file)
+    spec = {
+        "name": "ft-e2e", "kind": "finetune", "store": {"path": str(tmp_path / "camp")},
+        "train_materials": [{"id": "Si-train", "reference_file": train}],
+        "test_materials": [test],
+        "training": {
+            "base_model": {"backend": "mace", "model": str(model_file), "name": "tiny"},
+            "export_name": "tiny-pft", "run_dir": str(tmp_path / "runs"), "fworker": None,
+            "config": {"epochs": 1, "lr": 1e-3, "dtype": "float64", "progress": False},
+        },
+        "settings": {"phonons": {"mesh": [6, 6, 6], "band_npoints": 5}, "relax_models": False},
+    }
+    p = tmp_path / "ft.yaml"
+    p.write_text(yaml.safe_dump(spec))
+    cs = CampaignSpec.from_yaml(p)
+    summary = run_campaign(cs, progress=False, plots=False)
+    assert summary["failed_jobs"] == 0, summary["job_failures"]
+    res = load_results(cs)
+    assert sorted((r["material_id"], r["model"]) for r in res["rows"]) == [("mp-149", "tiny"), ("mp-149", "tiny-pft")]
+    assert set(res["summary"]) == {"tiny", "tiny-pft"}
+    assert res["train"]["calculator_spec"]["backend"] == "mace"
+    for r in res["rows"]:
+        assert r["omega_max_K_ref"] == pytest.approx(725.04, abs=0.1)  # the MDR DFT reference (mp-149)

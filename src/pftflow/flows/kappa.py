@@ -348,10 +348,10 @@ def _model_name(model: dict | str) -> str:
 
 
 def _material_key(spec_name: str, material: dict, model: dict, maker: "KappaMaker") -> str:
-    from pftflow.campaign import _file_sha, _key
+    from pftflow.flows.common import file_sha, stage_key
 
     m = {k: v for k, v in material.items() if k != "reference_path"}
-    return _key("kappa", m, _file_sha(material.get("reference_path")), model, maker.settings, maker.relax_settings, maker.relax)
+    return stage_key("kappa", m, file_sha(material.get("reference_path")), model, maker.settings, maker.relax_settings, maker.relax)
 
 
 def kappa_campaign_flow(spec: dict, store=None) -> Flow:
@@ -388,7 +388,7 @@ def kappa_campaign_flow(spec: dict, store=None) -> Flow:
         for m in materials:
             key = _material_key(name, m, model, maker)
             if store is not None:
-                from pftflow.campaign import find_stored
+                from pftflow.flows.common import find_stored
 
                 try:
                     done = find_stored(store, key)
@@ -411,11 +411,10 @@ def load_kappa_results(spec: dict, store) -> dict:
     name = spec.get("name", "kappa")
     docs = list(store.query({"metadata.campaign": name, "metadata.stage": "kappa"},
                             properties=["uuid", "index", "metadata", "completed_at"]))
-    latest: dict = {}
-    for d in sorted(docs, key=lambda d: (str(d.get("completed_at", "")), d.get("index", 0))):
-        latest[(d["metadata"].get("material_id"), d["metadata"].get("model"))] = d["uuid"]
+    from pftflow.flows.common import latest_by
+
     outputs = []
-    for uuid in latest.values():
+    for uuid in (d["uuid"] for d in latest_by(docs)):
         try:
             out = store.get_output(uuid, which="last", load=True)
         except Exception:  # noqa: BLE001 - job not finished / failed

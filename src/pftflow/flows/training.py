@@ -13,22 +13,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from jobflow import Flow, Job, Maker, job
 
+from pftflow.flows.common import import_material, latest_by, stage_key, tag_jobs
 from pftflow.training.data import LARGE_KEYS
 
 DEFAULT_RUN_DIR = "pft_runs"
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _materials_data_spec(materials: list[dict], *, phonon: bool = True, displacements: bool = False) -> list[dict]:
@@ -116,7 +110,7 @@ def train_job(
     data = _as_training_data(train_data)
     cfg = TrainConfig(**config)
     data_hash = data.data_hash()
-    workdir = Path(run_dir).expanduser().resolve() / f"{export_name}-{_hash([data_hash, base_model, cfg.as_dict()])[:12]}"
+    workdir = Path(run_dir).expanduser().resolve() / f"{export_name}-{stage_key(data_hash, base_model, cfg.as_dict())[:12]}"
     model = load_energy_model(base_model, dtype=cfg.dtype, device=cfg.device)
     before = force_errors(model, data.cotrain) if evaluate_cotrain and data.cotrain else None
     model, result = train(model, data, cfg, workdir)
@@ -210,14 +204,14 @@ def pft_campaign_flow(
     base = tr.get("base_model") or {"backend": "sevennet", "model": "7net-0", "name": "SevenNet-0"}
     base_name = base.get("name") or base.get("model")
     ft_name = tr.get("export_name") or f"{base_name}-pft"
-    train_mats = [_material(m) for m in spec.get("train_materials") or []]
-    test_mats = [_material(m) for m in spec.get("test_materials") or []]
+    train_mats = [import_material(m) for m in spec.get("train_materials") or []]
+    test_mats = [import_material(m) for m in spec.get("test_materials") or []]
     if not train_mats:
         raise ValueError("finetune campaign needs 'train_materials' (reference_file paths)")
     dsrc = tr.get("data") or {}
     sources = {
         "train": _materials_data_spec(train_mats, phonon=dsrc.get("phonon_references", True), displacements=dsrc.get("displacements_in_train", False)),
-        "valid": _materials_data_spec([_material(m) for m in tr.get("valid_materials") or []]),
+        "valid": _materials_data_spec([import_material(m) for m in tr.get("valid_materials") or []]),
         "cotrain": (_materials_data_spec(train_mats, phonon=False, displacements=True) if dsrc.get("cotrain_displacements", True) else [])
         + [{"type": "extxyz", "path": p} if isinstance(p, str) else {"type": "extxyz", **p} for p in dsrc.get("cotrain_extxyz") or []],
     }
@@ -237,30 +231,9 @@ def pft_campaign_flow(
             except TypeError:  # a benchmark_flow_fn(materials, calculator) without the model name
                 f = bench(test_mats, calc)
             for j in f.jobs if isinstance(f, Flow) else [f]:
-                _tag_all(j, {**meta, "model": mname})
+                tag_jobs(j, {**meta, "model": mname}, overwrite=False)
             parts.append(f)
     return Flow(parts, output={"train": tj.output}, name=f"finetune {name}")
-
-
-def _tag_all(flow_or_job, meta: dict):
-    if isinstance(flow_or_job, Flow):
-        for j in flow_or_job.jobs:
-            _tag_all(j, meta)
-    else:
-        flow_or_job.metadata = {**(flow_or_job.metadata or {}), **{k: v for k, v in meta.items() if k not in (flow_or_job.metadata or {})}}
-
-
-def _material(m) -> dict:
-    if isinstance(m, str):
-        from pftflow.materials.readers import _default_material_id
-
-        return {"id": _default_material_id(Path(m)), "reference_file": m}
-    m = dict(m)
-    if "id" not in m:
-        from pftflow.materials.readers import _default_material_id
-
-        m["id"] = _default_material_id(Path(m["reference_file"]))
-    return m
 
 
 def load_finetune_results(spec: dict, store) -> dict:
@@ -268,14 +241,8 @@ def load_finetune_results(spec: dict, store) -> dict:
     name = spec.get("name", "finetune")
     tdoc = store.query_one({"metadata.campaign": name, "metadata.stage": "train"}, properties=["uuid"], sort={"completed_at": -1})
     train = store.get_output(tdoc["uuid"], which="last", load=True) if tdoc else None
-    docs = list(store.query({"metadata.campaign": name, "metadata.stage": "compare"}, properties=["uuid", "metadata", "completed_at"], sort={"completed_at": -1}))
-    rows, seen = [], set()
-    for d in docs:
-        key = (d["metadata"].get("material_id"), d["metadata"].get("model"))
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append(store.get_output(d["uuid"], which="last", load=True))
+    docs = list(store.query({"metadata.campaign": name, "metadata.stage": "compare"}, properties=["uuid", "index", "metadata", "completed_at"]))
+    rows = [store.get_output(d["uuid"], which="last", load=True) for d in latest_by(docs)]
     summary = {}
     try:
         from pftflow.phonons.metrics import summarize
