@@ -149,15 +149,12 @@ def phonon_analysis(
         ph = make_phonopy(dict_to_atoms(structure), supercell_matrix, primitive_matrix, s.symprec)
         ph.dataset = _dataset_from_json(dataset)
         produce_force_constants(ph, forces_eV_per_A, subtract_drift=s.subtract_drift, symmetrize=s.symmetrize_fc)
-        ds = _dataset_from_json(dataset)
-        for fa, f in zip(ds["first_atoms"], forces_eV_per_A):
-            fa["forces"] = np.asarray(f)
         ref = PhononReference(
             material_id=material_id,
             unitcell=dict_to_atoms(structure),
             supercell_matrix=np.asarray(supercell_matrix, dtype=int),
             primitive_matrix=None if primitive_matrix is None else np.asarray(primitive_matrix, dtype=float),
-            dataset=ds,
+            dataset=ph.dataset,  # displacements with the (drift-subtracted) forces
             force_constants=np.array(ph.force_constants),
             provenance={"computed_by": label},
         )
