@@ -41,10 +41,10 @@ def main():
 
     from pftflow.calculators import get_calculator
     from pftflow.calculators.batching import sevennet_compute_batched
-    from pftflow.kappa import fc3_supercells, init_phono3py, read_kappa_structures
+    from pftflow.kappa import fc3_displacements, fc3_supercells, read_kappa_structures
 
     mat = {m.material_id: m for m in read_kappa_structures(DATA / "phononDB-PBE-structures_subset.extxyz")}[args.material]
-    ph3 = init_phono3py(mat.atoms, mat.fc2_supercell, mat.fc3_supercell, mat.primitive_matrix, displacement_A=0.03)
+    ph3 = fc3_displacements(mat.atoms, mat.fc2_supercell, mat.fc3_supercell, mat.primitive_matrix, distance_A=0.03)
     cells = fc3_supercells(ph3)[: args.n]
     calc = get_calculator({"backend": "sevennet", "model": "7net-0", "device": args.device})
     ase_calc = calc.ase_calculator()

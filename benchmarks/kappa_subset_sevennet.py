@@ -50,7 +50,7 @@ class Timer:
 
 def run_material(mat, refs, calc, q_mesh=None):
     from pftflow.kappa import (
-        KappaSettings, fc2_supercells, fc3_supercells, has_imaginary_modes, init_phono3py,
+        KappaSettings, fc2_supercells, fc3_displacements, fc3_supercells, has_imaginary_modes,
         material_metrics, mesh_frequencies, produce_fc2, produce_fc3, run_conductivity,
     )
     from pftflow.phonons.relax import RelaxSettings, relax_structure
@@ -66,8 +66,8 @@ def run_material(mat, refs, calc, q_mesh=None):
                     "a_A": float(np.linalg.norm(rr.atoms.cell[0]))}
     mesh = list(q_mesh or mat.q_mesh)
     with T("displacements"):
-        ph3 = init_phono3py(rr.atoms, mat.fc2_supercell, mat.fc3_supercell, mat.primitive_matrix,
-                            symprec=s.symprec, displacement_A=s.displacement_A)
+        ph3 = fc3_displacements(rr.atoms, mat.fc2_supercell, mat.fc3_supercell, mat.primitive_matrix,
+                                distance_A=s.displacement_A, symprec=s.symprec)
         sc2, sc3 = fc2_supercells(ph3), fc3_supercells(ph3)
     out["n_fc2"], out["n_fc3"] = len(sc2), len(sc3)
     out["n_atoms_fc2"], out["n_atoms_fc3"] = len(sc2[0]), len(sc3[0])

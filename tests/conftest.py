@@ -68,7 +68,9 @@ def al_emt_phonopy():
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from pftflow.phonons.harmonic import make_displacements, make_phonopy, produce_force_constants
+    from pftflow.materials.builders import build_phonopy as make_phonopy
+    from pftflow.phonons.harmonic import produce_force_constants
+    from pftflow.sampling import fc2_displacements as make_displacements
 
     al = bulk("Al", "fcc", a=4.05)
     smat = 2 * np.eye(3, dtype=int)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from pftflow.kappa import (
-    decode_array, encode_array, failed_metrics, has_imaginary_modes, material_metrics, mean_metrics,
-    mode_kappa_total, srd, sre, srme,
+    failed_metrics, has_imaginary_modes, material_metrics, mean_metrics, mode_kappa_total, srd, sre, srme,
 )
 
 
@@ -79,12 +78,6 @@ def test_mode_kappa_total_split_conserves_sum():
     q, sp = 2, 1
     hand = P[0, q, sp] + sum(2 * C[0, q, s, sp] * cv[0, q, s] / (cv[0, q, s] + cv[0, q, sp]) for s in range(nb))
     np.testing.assert_allclose(tot[0, q, sp], hand)
-
-
-def test_encode_roundtrip():
-    a = np.random.default_rng(1).random((3, 4, 5))
-    np.testing.assert_allclose(decode_array(encode_array(a)), a, rtol=1e-6)
-    np.testing.assert_array_equal(decode_array(encode_array(a, "float64")), a)
 
 
 def test_reference_against_itself_and_perturbed(ksrme_dir):

@@ -16,7 +16,7 @@ def test_read_subset_structures(ksrme_dir):
     assert nacl.primitive_matrix is not None and len(nacl.atoms) == 8
     cui = mats["mp-569346"]
     assert cui.primitive_matrix is None and cui.q_mesh == [19, 19, 15]
-    back = KappaMaterial.from_dict(nacl.as_dict())
+    back = KappaMaterial.model_validate(nacl.model_dump())
     np.testing.assert_allclose(back.atoms.positions, nacl.atoms.positions)
     assert back.q_mesh == nacl.q_mesh
 
@@ -32,6 +32,6 @@ def test_read_reference_nac_variants(ksrme_dir):
     r = nac["mp-569346"]
     assert r.mode_kappa_TOT_ave_W_per_mK.shape == (1, len(r.weights), 12)
     assert r.weights.sum() == 19 * 19 * 15
-    assert KappaReference.from_dict(r.as_dict()).kappa_at(300) == r.kappa_at(300)
+    assert KappaReference.model_validate(r.model_dump()).kappa_at(300) == r.kappa_at(300)
     with pytest.raises(FileNotFoundError):
         read_kappa_reference(ksrme_dir / "missing.json.gz")

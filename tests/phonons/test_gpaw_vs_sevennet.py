@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, make_displacements, produce_force_constants
+from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, produce_force_constants
+from pftflow.sampling import fc2_displacements as make_displacements
 from pftflow.units import THZ_TO_K
 
 

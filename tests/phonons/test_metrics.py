@@ -110,7 +110,7 @@ def test_material_metrics_hand_computed(ref, model):
     assert m["metric_errors"] == []
     # JSON-able as is (this is what `pftflow results --format json` prints), and dict input works
     assert json.loads(json.dumps(m)) == m
-    assert material_metrics(ref.as_dict(), model.as_dict()) == m
+    assert material_metrics(ref.model_dump(), model.model_dump()) == m
     # the documented field names are the ones produced
     names = thermal_field_names(300.0)
     for stem in ("entropy", "free_energy", "heat_capacity"):

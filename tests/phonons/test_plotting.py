@@ -87,7 +87,7 @@ def test_band_overlay_png(al_bands, tmp_path):
 
 def test_band_overlay_accepts_results_and_dicts(al_bands, tmp_path):
     ref, soft, _ = al_bands
-    p1 = plot_band_overlay(ref.as_dict(), {"soft": soft}, tmp_path / "a.png")
+    p1 = plot_band_overlay(ref.model_dump(), {"soft": soft}, tmp_path / "a.png")
     p2 = plot_band_overlay(ref.band_structure, {}, tmp_path / "b.png")
     assert p1.stat().st_size > 10_000 and p2.stat().st_size > 10_000
 

@@ -78,6 +78,14 @@ class SevenNetCalculator(ForceCalculator):
             self._calc = _Calc(self.checkpoint_path(), **kwargs)
         return self._calc
 
+    def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
+        """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward (the training energy model, float64)."""
+        if self.modal:
+            raise NotImplementedError(f"{self.name}: Hessian rows of multi-modal SevenNet (modal={self.modal!r}) are not supported; use force_constants: displacements")
+        from pftflow.phonons.hessian import cached_energy_model_rows
+
+        return cached_energy_model_rows(self, {"backend": "sevennet", "model": self.model}, atoms, atom_indices)
+
     def provenance(self) -> dict[str, Any]:
         path = self.checkpoint_path()
         return {
@@ -112,6 +120,12 @@ class CHGNetCalculator(ForceCalculator):
 
             self._model = CHGNet.load(model_name=self.model_version, use_device=self.device, verbose=False)
         return self._model
+
+    def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
+        """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward through CHGNet's force graph (float32)."""
+        from pftflow.phonons.hessian import chgnet_hessian_rows
+
+        return chgnet_hessian_rows(self._load(), atoms, atom_indices)
 
     def ase_calculator(self):
         from chgnet.model.dynamics import CHGNetCalculator as _Calc
@@ -218,6 +232,12 @@ class MACECalculator(ForceCalculator):
             self._calc = _Calc(model_paths=str(path), device=self.device, default_dtype=self.default_dtype)
         return self._calc
 
+    def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
+        """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward (the training energy model, float64)."""
+        from pftflow.phonons.hessian import cached_energy_model_rows
+
+        return cached_energy_model_rows(self, {"backend": "mace", "model": self.model}, atoms, atom_indices)
+
     def provenance(self) -> dict[str, Any]:
         path = resolve_mace_model(self.model)
         return {
@@ -280,7 +300,10 @@ class ASECalculator(ForceCalculator):
         }
 
 
+from pftflow.calculators.nequix import NequixForceCalculator  # noqa: E402  (imports JAX only when used)
+
 BACKENDS = {
+    "nequix": NequixForceCalculator,
     "sevennet": SevenNetCalculator,
     "chgnet": CHGNetCalculator,
     "mace": MACECalculator,

@@ -13,43 +13,36 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from pydantic import Field, field_validator
 from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
 
+from pftflow.serialization import Array, ArrayTree, Document
 
-@dataclass
-class ForceResults:
-    """Results of one batch: ``energies_eV`` (n,), ``forces_eV_per_A`` list of (n_atoms_i, 3),
-    ``stresses_eV_per_A3`` (n, 6) Voigt or ``None`` when the backend gives no stress."""
 
-    energies_eV: np.ndarray
-    forces_eV_per_A: list[np.ndarray]
-    stresses_eV_per_A3: np.ndarray | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
+class ForceResults(Document):
+    """Energies, forces and stresses of a batch of structures (the force-set document).
 
-    def as_dict(self) -> dict:
-        return {
-            "energies_eV": np.asarray(self.energies_eV, dtype=float).tolist(),
-            "forces_eV_per_A": [np.asarray(f, dtype=float).tolist() for f in self.forces_eV_per_A],
-            "stresses_eV_per_A3": None
-            if self.stresses_eV_per_A3 is None
-            else np.asarray(self.stresses_eV_per_A3, dtype=float).tolist(),
-            "provenance": self.provenance,
-        }
+    ``forces_eV_per_A`` is a list with one (n_atoms_i, 3) array per structure (structures may
+    differ in size); the list is stored as one compressed blob.
+    """
 
+    energies_eV: Array = Field(description="energies (eV), shape (n,)")
+    forces_eV_per_A: ArrayTree = Field(description="forces (eV/Å): list of (n_atoms_i, 3) arrays")
+    stresses_eV_per_A3: Array | None = Field(None, description="stresses (eV/Å³), Voigt xx yy zz yz xz xy, (n, 6); None without stress")
+    provenance: dict[str, Any] = Field(default_factory=dict, description="model name, backend, versions, weights hash")
+    wall_time_s: float | None = Field(None, description="wall time of the batch (s)")
+
+    @field_validator("forces_eV_per_A", mode="after")
     @classmethod
-    def from_dict(cls, d: dict) -> "ForceResults":
-        return cls(
-            energies_eV=np.asarray(d["energies_eV"], dtype=float),
-            forces_eV_per_A=[np.asarray(f, dtype=float) for f in d["forces_eV_per_A"]],
-            stresses_eV_per_A3=None
-            if d.get("stresses_eV_per_A3") is None
-            else np.asarray(d["stresses_eV_per_A3"], dtype=float),
-            provenance=d.get("provenance", {}),
-        )
+    def _arrays(cls, v):
+        return [np.asarray(f, dtype=float) for f in v]
+
+    @property
+    def n_structures(self) -> int:
+        return len(self.forces_eV_per_A)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -78,6 +71,15 @@ class ForceCalculator(ABC):
     def provenance(self) -> dict[str, Any]:
         """Model name, backend, code version and weights hash."""
         return {"name": self.name, "backend": self.backend}
+
+    def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
+        """Rows of the Hessian Φ(i a, j b) = ∂²E/∂u_ia ∂u_jb (eV/Å²) of the atoms ``atom_indices`` of
+        ``atoms``: array (len(atom_indices), 3, N, 3).  Used by ``force_constants: hessian``
+        (:func:`pftflow.phonons.hessian.hessian_force_constants`)."""
+        raise NotImplementedError(
+            f"{self.name} ({self.backend} backend) has no analytic Hessian: set the model's field "
+            "'force_constants' to 'displacements' (Hessian rows exist for sevennet, mace and nequix)"
+        )
 
     # -- batch interface ----------------------------------------------------------------------
     def compute(

@@ -1,71 +1,61 @@
 """κ benchmark flows (k_SRME protocol): relax -> fc2/fc3 displacements -> fc2 forces (one batch job)
 -> fc2 + imaginary-mode / symmetry check -> [fc3 forces (one batch job) -> Wigner RTA κ + metrics].
 
+:class:`KappaMaker` is built from the same sub-makers as :class:`~pftflow.flows.phonons.PhononMaker`
+(:class:`~pftflow.flows.phonons.RelaxMaker` with the k_SRME settings,
+:class:`~pftflow.flows.phonons.ForceMaker`) plus :class:`Phono3pyDisplacementMaker` (fc2 + fc3 sets).
 The check job stops the material before fc3 when the relaxation failed or broke the space group,
-or when fc2 has imaginary modes: it then returns the final result itself (SRD = −2, SRE = SRME = 2).
-Otherwise it replaces itself (jobflow ``Response(replace=...)``) with the fc3 forces job and the
-conductivity job, whose output becomes the material's output.  Either way the output of
-``KappaMaker.make(...)`` is one JSON-able dict (keys in :data:`RESULT_KEYS`).
+or when fc2 has imaginary modes: it then returns the final result itself (SRD = −2,
+SRE = SRME = 2).  Otherwise it replaces itself (jobflow ``Response(replace=...)``) with the fc3
+forces job and the conductivity job, whose output becomes the material's output.  Either way the
+output of ``KappaMaker.make(...)`` is a :class:`~pftflow.kappa.documents.KappaResultDoc`.
 
-Large arrays (displaced supercells, forces, fc2/fc3, per-mode κ) go to the JobStore's additional
-``data`` store; per-mode κ and force constants are stored compressed (:mod:`pftflow.kappa.encode`).
+Every job returns a typed document (``output_schema``) whose arrays travel as
+:class:`~pftflow.serialization.ArrayBlob` to the additional ``data`` store (``data=[ArrayBlob]``),
+and is tagged with its :class:`~pftflow.identity.ResultId` (``kind: kappa``) and a ``pftflow_key``
+chained through the flow as :class:`~pftflow.flows.phonons.PhononMaker` does.
 Campaign spec format: ``docs/kappa.md``.
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Job, Maker, OutputReference, Response, job
 
+from pftflow.calculators.base import ForceResults
+from pftflow.documents import RelaxDoc, StructureSet
 from pftflow.flows import jobs
+from pftflow.flows.phonons import ForceMaker, RelaxMaker
+from pftflow.identity import ResultId, content_key, model_name
+from pftflow.kappa.conductivity import KappaSettings
+from pftflow.kappa.documents import KappaResultDoc, Phono3pyDisplacementDoc
+from pftflow.materials.kappa import KappaMaterial, KappaReference
+from pftflow.serialization import ArrayBlob, atoms_to_dict, dict_to_atoms
 
-#: keys every final κ output has (``summarize_kappa`` reads these)
-RESULT_KEYS = (
-    "material_id", "name", "model", "kappa_ave_W_per_mK", "kappa_dft_W_per_mK", "srd", "sre", "srme",
-    "failed", "failed_reason", "relax",
-)
-DISP_DATA_KEYS = ["fc2_supercells", "fc3_supercells", "phonon_dataset", "dataset"]
-RESULT_DATA_KEYS = ["fc2", "fc3", "mode_kappa", "frequencies_THz", "qpoints"]
+#: what goes to the additional store: every array blob, wherever it sits in a document
+BLOBS = [ArrayBlob]
 
 
 def ksrme_relax_settings(**kw) -> dict:
     """k_SRME relaxation settings as a dict for :func:`pftflow.flows.jobs.relax`."""
     from pftflow.phonons.relax import RelaxSettings
 
-    return asdict(RelaxSettings.ksrme(**kw))
+    return RelaxSettings.ksrme(**kw).as_dict()
 
 
-def _versions() -> dict:
-    return jobs.software_versions()
+def _phono3py_for(disp: Phono3pyDisplacementDoc):
+    """Phono3py for the displaced structure with the stored displacement datasets restored."""
+    from pftflow.sampling import fc3_displacements
 
-
-def _load_reference(material: dict):
-    """The material's :class:`KappaReference` (inline dict or from ``reference_path``), or None."""
-    from pftflow.kappa.readers import KappaReference, read_kappa_reference
-
-    if material.get("reference") is not None:
-        return KappaReference.from_dict(material["reference"])
-    if material.get("reference_path"):
-        refs = read_kappa_reference(material["reference_path"], nac=material.get("nac", True))
-        return refs.get(material["material_id"])
-    return None
-
-
-def _phono3py_for(material: dict, structure: dict, disp: dict, settings):
-    """Phono3py for the relaxed structure with the stored displacement datasets restored."""
-    from pftflow.kappa.conductivity import dataset_from_json, init_phono3py
-    from pftflow.materials.structures import dict_to_atoms
-
-    ph3 = init_phono3py(
-        dict_to_atoms(structure), material["fc2_supercell"], material["fc3_supercell"], material.get("primitive_matrix"),
-        symprec=settings.symprec, displacement_A=None,
-    )
-    ph3.phonon_dataset = dataset_from_json(disp["phonon_dataset"])
-    ph3.dataset = dataset_from_json(disp["dataset"])
+    ph3 = fc3_displacements(disp.unitcell, disp.fc2_supercell, disp.fc3_supercell, disp.primitive_matrix, distance_A=None, symprec=disp.symprec)
+    # copies: phono3py writes the forces into its datasets, the document stays as stored
+    ph3.phonon_dataset = copy.deepcopy(disp.fc2_dataset)
+    ph3.dataset = copy.deepcopy(disp.fc3_dataset)
     return ph3
 
 
@@ -77,118 +67,149 @@ def _compact(ph3, fc: np.ndarray) -> np.ndarray:
     return np.asarray(fc)
 
 
-def _result_base(material: dict, relax: dict, calculator: dict, settings, model: dict | None = None) -> dict:
-    from pftflow.calculators import get_calculator
+def _reference_key(reference: KappaReference | None) -> str | None:
+    """Hash of a reference's content (not its path)."""
+    return None if reference is None else content_key(reference.model_dump(exclude={"source"}))
 
-    calc = get_calculator(calculator)
-    if model is None:
-        model = relax.get("model") if relax else None
-    if model is None:
-        calc.ase_calculator()  # some backends set up their loaders here
-        model = calc.provenance()
-    relax_info = {k: relax.get(k) for k in (
-        "converged", "n_steps", "fmax_final_eV_per_A", "energy_eV", "spacegroup_initial", "spacegroup_final",
-        "symmetry_preserved", "error", "wall_time_s")} if relax else None
+
+def _result_base(material: KappaMaterial, model: str, s: KappaSettings, relax: RelaxDoc | None, disp: Phono3pyDisplacementDoc, fc2_forces: ForceResults) -> dict:
+    """Fields of every :class:`KappaResultDoc` of a material (identity and provenance)."""
     return {
-        "material_id": material["material_id"],
-        "name": material.get("name", material["material_id"]),
-        "model": calc.name,
-        "model_provenance": model,
-        "relax": relax_info,
-        "structure_relaxed": relax.get("structure") if relax else None,
-        "q_mesh": list(settings.q_mesh or material["q_mesh"]),
-        "settings": settings.as_dict(),
-        "versions": _versions(),
+        "material_id": material.material_id,
+        "name": material.name,
+        "model": model,
+        "model_provenance": dict(fc2_forces.provenance or {}),
+        "relax": relax,
+        "q_mesh": [int(x) for x in (s.q_mesh or material.q_mesh)],
+        "settings": s.as_dict(),
+        "versions": jobs.software_versions(),
+        "n_fc2": disp.n_fc2,
+        "n_fc3": disp.n_fc3,
+        "fc2_forces_wall_time_s": fc2_forces.wall_time_s,
     }
 
 
 # ---------------------------------------------------------------------------------------- jobs
-@job(data=DISP_DATA_KEYS)
-def kappa_displacements(material: dict, structure: dict, settings: dict) -> dict:
-    """fc2 and fc3 displaced supercells (phono3py, ``settings.displacement_A`` Å) of ``structure``."""
-    from pftflow.kappa.conductivity import KappaSettings, dataset_to_json, fc2_supercells, fc3_supercells, init_phono3py
-    from pftflow.materials.structures import atoms_to_dict, dict_to_atoms
+@job(output_schema=Phono3pyDisplacementDoc, data=BLOBS)
+def kappa_displacements(material: KappaMaterial, structure=None, *, distance_A: float = 0.03, symprec: float = 1e-5) -> Phono3pyDisplacementDoc:
+    """fc2 and fc3 displaced supercells (phono3py, ``distance_A`` Å) of ``structure`` (the relaxed
+    cell; None = the material's cell) with the material's supercell and primitive matrices."""
+    from pftflow.sampling import fc2_supercells, fc3_displacements, fc3_supercells
 
-    s = KappaSettings.from_dict(settings)
-    ph3 = init_phono3py(
-        dict_to_atoms(structure), material["fc2_supercell"], material["fc3_supercell"], material.get("primitive_matrix"),
-        symprec=s.symprec, displacement_A=s.displacement_A,
+    cell = material.atoms if structure is None else (dict_to_atoms(structure) if isinstance(structure, dict) else structure)
+    ph3 = fc3_displacements(cell, material.fc2_supercell, material.fc3_supercell, material.primitive_matrix, distance_A=distance_A, symprec=symprec)
+    return Phono3pyDisplacementDoc(
+        unitcell=cell,
+        fc2_supercell=material.fc2_supercell,
+        fc3_supercell=material.fc3_supercell,
+        primitive_matrix=material.primitive_matrix,
+        distance_A=distance_A,
+        symprec=symprec,
+        fc2_dataset=ph3.phonon_dataset,
+        fc3_dataset=ph3.dataset,
+        fc2_supercells=StructureSet.from_atoms(fc2_supercells(ph3)),
+        fc3_supercells=StructureSet.from_atoms(fc3_supercells(ph3)),
     )
-    sc2, sc3 = fc2_supercells(ph3), fc3_supercells(ph3)
-    return {
-        "fc2_supercells": [atoms_to_dict(a) for a in sc2],
-        "fc3_supercells": [atoms_to_dict(a) for a in sc3],
-        "phonon_dataset": dataset_to_json(ph3.phonon_dataset),
-        "dataset": dataset_to_json(ph3.dataset),
-        "n_fc2": len(sc2),
-        "n_fc3": len(sc3),
-        "n_atoms_fc2": len(sc2[0]),
-        "n_atoms_fc3": len(sc3[0]),
-        "displacement_A": s.displacement_A,
-    }
 
 
-@job(data=["fc2", "frequencies_THz"])
-def kappa_fc2_check(material: dict, relax: dict, disp: dict, fc2_forces: dict, settings: dict, calculator: dict):
+# no output_schema here: the output of a Flow replacement is stored by jobflow's ``store_inputs`` job,
+# which inherits this job's schema but stores an (unresolved) OutputReference to the conductivity job's
+# KappaResultDoc, so a schema would reject it; readers get the resolved document either way.
+@job(data=BLOBS)
+def kappa_fc2_check(
+    material: KappaMaterial,
+    displacements: Phono3pyDisplacementDoc,
+    fc2_forces: ForceResults,
+    settings: dict,
+    *,
+    model: str,
+    force_maker: ForceMaker | None = None,
+    relax: RelaxDoc | None = None,
+    reference: KappaReference | None = None,
+    result_id: ResultId | None = None,
+    key: str | None = None,
+    upstream: dict[str, str] | None = None,
+):
     """fc2 + phonons on the q-mesh; stop (final failed result) on relax error, broken symmetry or
-    imaginary modes, else replace this job by [fc3 forces, conductivity]."""
-    from pftflow.kappa.conductivity import KappaSettings, has_imaginary_modes, mesh_frequencies, produce_fc2
+    imaginary modes, else replace this job by [fc3 forces (``force_maker``), conductivity].
+
+    ``relax`` None: the material's cell was not relaxed (symmetry counts as kept).
+    ``result_id`` / ``key``: identity and key of this job, from which the replacement jobs' tags
+    are chained.  ``upstream``: uuids of the ``displacements``, ``fc2_forces`` and ``relax`` jobs,
+    so that the replacement jobs reference the stored outputs instead of carrying copies.
+    """
+    from pftflow.kappa.conductivity import has_imaginary_modes, mesh_frequencies, produce_fc2
     from pftflow.kappa.metrics import failed_metrics
 
     s = KappaSettings.from_dict(settings)
-    mesh = list(s.q_mesh or material["q_mesh"])
+    mesh = list(s.q_mesh or material.q_mesh)
     failed, info = None, {}
-    if relax.get("error"):
+    if relax is not None and relax.error:
         failed = "relax_error"
     else:
-        ph3 = _phono3py_for(material, relax["structure"], disp, s)
-        produce_fc2(ph3, fc2_forces["forces_eV_per_A"], s)
+        ph3 = _phono3py_for(displacements)
+        produce_fc2(ph3, fc2_forces.forces_eV_per_A, s)
         _, freqs = mesh_frequencies(ph3, mesh)
         imag = has_imaginary_modes(freqs, s.acoustic_threshold_THz)
         info = {"imaginary_modes": bool(imag), "min_frequency_THz": float(np.min(freqs)),
-                "gamma_frequencies_THz": np.asarray(freqs[0]).tolist()}
+                "gamma_frequencies_THz": np.asarray(freqs[0], dtype=float).tolist()}
         if imag:
             failed = "imaginary_modes"
-        elif not relax.get("symmetry_preserved", False):
+        elif relax is not None and not relax.symmetry_preserved:
             failed = "broken_symmetry"
+    mid = material.material_id
     if failed is None:
-        fc3_forces = jobs.forces(disp["fc3_supercells"], calculator)
-        fc3_forces.name = f"fc3 forces {material['material_id']}"
-        cond = kappa_conductivity(material, relax, disp, fc2_forces, fc3_forces.output, settings, calculator, info)
-        cond.name = f"kappa {material['material_id']}"
-        return Response(replace=Flow([fc3_forces, cond], output=cond.output, name=f"fc3 + kappa {material['material_id']}"))
-    ref = _load_reference(material)
-    out = _result_base(material, relax, calculator, s)
-    out.update(info)
-    out.update(failed_metrics(failed))
-    out.update({
-        "kappa_ave_W_per_mK": None,
-        "kappa_dft_W_per_mK": None if ref is None else ref.kappa_at(s.temperatures_K[0]),
-        "n_fc2": disp["n_fc2"], "n_fc3": disp["n_fc3"],
-        "fc2_forces_wall_time_s": fc2_forces.get("wall_time_s"),
-    })
-    if failed == "relax_error":
-        out["error"] = relax.get("error")
-    return out
+        if force_maker is None:
+            raise ValueError(f"kappa_fc2_check {mid}: no force_maker for the fc3 forces")
+        up = upstream or {}
+        ref = lambda name, value: OutputReference(up[name]) if up.get(name) else value  # noqa: E731
+        disp_in = ref("displacements", displacements)
+        f3 = force_maker.make(disp_in.fc3_supercells)
+        f3.name = f"fc3 forces {mid} {model}"
+        cond = kappa_conductivity(
+            material, disp_in, ref("fc2_forces", fc2_forces), f3.output, settings,
+            model=model, relax=ref("relax", relax), reference=reference, phonon_info=info,
+        )
+        cond.name = f"kappa {mid} {model}"
+        if result_id is not None:
+            f3_key = content_key(key, "forces", force_maker.calculator, "fc3")
+            f3.metadata = {**(f3.metadata or {}), **result_id.with_(stage="forces").metadata(f3_key, force_set="fc3")}
+            cond.metadata = {**(cond.metadata or {}), **result_id.with_(stage="kappa").metadata(content_key(f3_key, "kappa"))}
+        return Response(replace=Flow([f3, cond], output=cond.output, name=f"fc3 + kappa {mid} {model}"))
+    out = _result_base(material, model, s, relax, displacements, fc2_forces)
+    return KappaResultDoc(
+        **out,
+        **info,
+        **failed_metrics(failed),
+        kappa_dft_W_per_mK=None if reference is None else reference.kappa_at(s.temperatures_K[0]),
+        error=relax.error if failed == "relax_error" else None,
+    )
 
 
-@job(data=RESULT_DATA_KEYS)
+@job(output_schema=KappaResultDoc, data=BLOBS)
 def kappa_conductivity(
-    material: dict, relax: dict, disp: dict, fc2_forces: dict, fc3_forces: dict, settings: dict, calculator: dict,
+    material: KappaMaterial,
+    displacements: Phono3pyDisplacementDoc,
+    fc2_forces: ForceResults,
+    fc3_forces: ForceResults,
+    settings: dict,
+    *,
+    model: str,
+    relax: RelaxDoc | None = None,
+    reference: KappaReference | None = None,
     phonon_info: dict | None = None,
-) -> dict:
+) -> KappaResultDoc:
     """fc2 + fc3 -> Wigner (or RTA) κ on the q-mesh -> SRD/SRE/SRME against the DFT reference."""
-    from pftflow.kappa.conductivity import KappaSettings, produce_fc2, produce_fc3, run_conductivity
-    from pftflow.kappa.encode import encode_array
+    from pftflow.kappa.conductivity import produce_fc2, produce_fc3, run_conductivity
     from pftflow.kappa.metrics import material_metrics, srd, sre
 
     s = KappaSettings.from_dict(settings)
-    mesh = list(s.q_mesh or material["q_mesh"])
+    mesh = list(s.q_mesh or material.q_mesh)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    ph3 = _phono3py_for(material, relax["structure"], disp, s)
-    fc2 = produce_fc2(ph3, fc2_forces["forces_eV_per_A"], s)
-    fc3 = produce_fc3(ph3, fc3_forces["forces_eV_per_A"], s)
+    ph3 = _phono3py_for(displacements)
+    fc2 = produce_fc2(ph3, fc2_forces.forces_eV_per_A, s)
+    fc3 = produce_fc3(ph3, fc3_forces.forces_eV_per_A, s)
     kr = run_conductivity(
         ph3, mesh, temperatures_K=s.temperatures_K, conductivity=s.conductivity, is_isotope=s.is_isotope,
         boundary_mfp_um=s.boundary_mfp_um,
@@ -197,97 +218,130 @@ def kappa_conductivity(
     T = s.temperatures_K[0]
     kappa = float(kr.kappa_TOT_ave_W_per_mK[0])
     mode = kr.mode_kappa_TOT_ave_W_per_mK[0]
-    ref = _load_reference(material)
-    out = _result_base(material, relax, calculator, s)
-    out.update(phonon_info or {})
-    if ref is None:
+    if reference is None:
         metrics = {"srd": None, "sre": None, "srme": None, "failed": False, "failed_reason": None,
                    "metrics_note": "no DFT reference for this material"}
         kdft = None
     else:
-        kdft = ref.kappa_at(T)
-        if list(ref.q_mesh or []) == mesh:
-            metrics = material_metrics(kappa, mode, kdft, ref.mode_kappa_at(T), ref.weights,
-                                       qpoints_pred=kr.qpoints, qpoints_ref=ref.qpoints)
+        kdft = reference.kappa_at(T)
+        if list(reference.q_mesh or []) == mesh:
+            metrics = material_metrics(kappa, mode, kdft, reference.mode_kappa_at(T), reference.weights,
+                                       qpoints_pred=kr.qpoints, qpoints_ref=reference.qpoints)
         else:  # a reduced mesh: SRD/SRE are indicative, SRME needs the reference's q-points
             metrics = {"srd": srd(kappa, kdft), "sre": sre(kappa, kdft), "srme": None, "failed": False, "failed_reason": None,
-                       "metrics_note": f"q_mesh {mesh} differs from the reference's {ref.q_mesh}: no SRME"}
-    out.update(metrics)
-    p2 = lambda x: np.asarray(x, float).tolist()  # noqa: E731
-    out.update({
-        "kappa_ave_W_per_mK": kappa,
-        "kappa_dft_W_per_mK": kdft,
-        "kappa_P_ave_W_per_mK": float(kr.kappa_P_W_per_mK[0, :3].mean()),
-        "kappa_C_ave_W_per_mK": float(kr.kappa_C_W_per_mK[0, :3].mean()),
-        "kappa_TOT_W_per_mK": p2(kr.kappa_TOT_W_per_mK),
-        "kappa_P_W_per_mK": p2(kr.kappa_P_W_per_mK),
-        "kappa_C_W_per_mK": p2(kr.kappa_C_W_per_mK),
-        "kappa_mode_sum_W_per_mK": p2(kr.mode_sum_W_per_mK()),
-        "temperatures_K": p2(kr.temperatures_K),
-        "conductivity": kr.conductivity,
-        "weights": [int(w) for w in kr.weights],
-        "qpoints": encode_array(kr.qpoints, "float64"),
-        "frequencies_THz": encode_array(kr.frequencies_THz, "float32"),
-        "mode_kappa": {
-            "mode_kappa_TOT_ave_W_per_mK": encode_array(kr.mode_kappa_TOT_ave_W_per_mK),
-            "mode_kappa_P_W_per_mK": encode_array(kr.mode_kappa_P_W_per_mK),
-            "mode_kappa_C_W_per_mK": encode_array(kr.mode_kappa_C_W_per_mK),
-            "heat_capacity_eV_per_K": encode_array(kr.heat_capacity_eV_per_K),
-        },
-        "fc2": {"compact_eV_per_A2": encode_array(_compact(ph3, fc2), "float64"),
-                "p2s_map": np.asarray(ph3.phonon_primitive.p2s_map).tolist()},
-        "fc3": {"compact_eV_per_A3": encode_array(_compact(ph3, fc3), "float64"),
-                "p2s_map": np.asarray(ph3.primitive.p2s_map).tolist()},
-        "n_fc2": disp["n_fc2"], "n_fc3": disp["n_fc3"],
-        "fc2_forces_wall_time_s": fc2_forces.get("wall_time_s"),
-        "fc3_forces_wall_time_s": fc3_forces.get("wall_time_s"),
-        "conductivity_wall_time_s": wall,
-        "conductivity_cpu_time_s": cpu,
-    })
-    return out
+                       "metrics_note": f"q_mesh {mesh} differs from the reference's {reference.q_mesh}: no SRME"}
+    mode_C = kr.mode_kappa_C_W_per_mK
+    return KappaResultDoc(
+        **_result_base(material, model, s, relax, displacements, fc2_forces),
+        **(phonon_info or {}),
+        **metrics,
+        kappa_ave_W_per_mK=kappa,
+        kappa_dft_W_per_mK=kdft,
+        kappa_P_ave_W_per_mK=float(kr.kappa_P_W_per_mK[0, :3].mean()),
+        kappa_C_ave_W_per_mK=float(kr.kappa_C_W_per_mK[0, :3].mean()),
+        kappa_TOT_W_per_mK=kr.kappa_TOT_W_per_mK,
+        kappa_P_W_per_mK=kr.kappa_P_W_per_mK,
+        kappa_C_W_per_mK=kr.kappa_C_W_per_mK,
+        kappa_mode_sum_W_per_mK=kr.mode_sum_W_per_mK(),
+        temperatures_K=[float(t) for t in kr.temperatures_K],
+        conductivity=kr.conductivity,
+        qpoints=kr.qpoints,
+        weights=kr.weights,
+        frequencies_THz=kr.frequencies_THz,
+        mode_kappa_TOT_ave_W_per_mK=kr.mode_kappa_TOT_ave_W_per_mK,
+        mode_kappa_P_W_per_mK=kr.mode_kappa_P_W_per_mK,
+        mode_kappa_C_W_per_mK=None if mode_C is None else np.asarray(mode_C, dtype=np.float32),  # documented float32
+        heat_capacity_eV_per_K=kr.heat_capacity_eV_per_K,
+        fc2_eV_per_A2=_compact(ph3, fc2),
+        fc2_p2s_map=[int(i) for i in ph3.phonon_primitive.p2s_map],
+        fc3_eV_per_A3=_compact(ph3, fc3),
+        fc3_p2s_map=[int(i) for i in ph3.primitive.p2s_map],
+        fc3_forces_wall_time_s=fc3_forces.wall_time_s,
+        conductivity_wall_time_s=wall,
+        conductivity_cpu_time_s=cpu,
+    )
 
 
-# ---------------------------------------------------------------------------------------- maker
+# ---------------------------------------------------------------------------------------- makers
+@dataclass
+class Phono3pyDisplacementMaker(Maker):
+    """Symmetry-reduced phono3py displacement sets (fc2 and fc3) of a κ material's structure."""
+
+    name: str = "kappa displacements"
+    distance_A: float = 0.03
+    symprec: float = 1e-5
+
+    def make(self, material: KappaMaterial, structure=None) -> Job:
+        return kappa_displacements(material, structure, distance_A=self.distance_A, symprec=self.symprec)
+
+
 @dataclass
 class KappaMaker(Maker):
-    """κ of one material with one model (k_SRME protocol).
+    """κ of one material with one model: [relax] -> fc2/fc3 displacements -> fc2 forces -> check
+    -> [fc3 forces -> κ + metrics].
 
-    ``make(material, calculator_spec)``: ``material`` is :meth:`KappaMaterial.as_dict` plus
-    optionally ``reference`` (:meth:`KappaReference.as_dict`) or ``reference_path`` + ``nac``;
-    ``calculator_spec`` is what :func:`pftflow.calculators.get_calculator` takes.  The flow's
-    output is the final result dict (see :data:`RESULT_KEYS`).  ``relax=False`` uses the file's cell.
+    ``make(material, result_id, key=..., reference=None)``: ``material`` a :class:`KappaMaterial`,
+    ``reference`` its DFT :class:`KappaReference` (None: κ without metrics), ``key`` the hash of
+    what determines the flow's inputs (each job's ``pftflow_key`` chains it with the job's
+    settings).  The flow's output is the :class:`~pftflow.kappa.documents.KappaResultDoc`.
+    Without ``relax_maker`` the file's cell is used as is.  :func:`kappa_maker` builds one.
     """
 
     name: str = "kappa"
+    model: str = "model"
+    relax_maker: RelaxMaker | None = None
+    displacement_maker: Phono3pyDisplacementMaker = field(default_factory=Phono3pyDisplacementMaker)
+    force_maker: ForceMaker | None = None
     settings: dict = field(default_factory=dict)  # KappaSettings fields
-    relax_settings: dict = field(default_factory=ksrme_relax_settings)
-    relax: bool = True
 
-    def make(self, material: dict, calculator_spec: dict) -> Flow:
-        from pftflow.calculators import get_calculator
-        from pftflow.kappa.conductivity import KappaSettings
-
+    def make(self, material: KappaMaterial, result_id: ResultId, *, key: str, reference: KappaReference | None = None) -> Flow:
+        if self.force_maker is None:
+            raise ValueError(f"{self.name}: a kappa flow needs a force_maker (calculator)")
         settings = KappaSettings.from_dict(self.settings).as_dict()
-        mid = material["material_id"]
-        model = get_calculator(calculator_spec).name
-        job_list = []
-        if self.relax:
-            rlx = jobs.relax(material["structure"], calculator_spec, self.relax_settings)
-            rlx.name = f"relax {mid} {model}"
-            job_list.append(rlx)
-            relax_out = rlx.output
-            structure = rlx.output["structure"]
-        else:
-            structure = material["structure"]
-            relax_out = {"structure": structure, "symmetry_preserved": True, "error": None, "converged": None}
-        disp = kappa_displacements(material, structure, settings)
-        disp.name = f"kappa displacements {mid}"
-        f2 = jobs.forces(disp.output["fc2_supercells"], calculator_spec)
-        f2.name = f"fc2 forces {mid} {model}"
-        chk = kappa_fc2_check(material, relax_out, disp.output, f2.output, settings, calculator_spec)
-        chk.name = f"fc2 check {mid} {model}"
-        job_list += [disp, f2, chk]
-        return Flow(job_list, output=chk.output, name=f"{self.name} {mid} {model}")
+        mid = material.material_id
+        rid = result_id.with_(kind="kappa", material_id=mid, model=self.model)
+        job_list: list[Job] = []
+
+        def add(j: Job, stage: str, name: str, *parts: Any, **extra: Any) -> Job:
+            nonlocal key
+            key = content_key(key, stage, *parts)
+            j.name = f"{name} {mid} {self.model}"
+            j.metadata = {**(j.metadata or {}), **rid.with_(stage=stage).metadata(key, **extra)}
+            job_list.append(j)
+            return j
+
+        structure, relax, upstream = None, None, {}
+        if self.relax_maker is not None:
+            r = add(self.relax_maker.make(atoms_to_dict(material.atoms)), "relax", "relax", self.relax_maker.calculator, self.relax_maker.settings)
+            structure, relax, upstream["relax"] = r.output.structure, r.output, r.uuid
+        dm = self.displacement_maker
+        d = add(dm.make(material, structure), "displacements", "kappa displacements", dm.distance_A, dm.symprec)
+        f2 = add(self.force_maker.make(d.output.fc2_supercells), "forces", "fc2 forces", self.force_maker.calculator, "fc2", force_set="fc2")
+        upstream.update(displacements=d.uuid, fc2_forces=f2.uuid)
+        chk_key = content_key(key, "kappa", settings, _reference_key(reference))
+        chk = kappa_fc2_check(
+            material, d.output, f2.output, settings, model=self.model, force_maker=self.force_maker, relax=relax,
+            reference=reference, result_id=rid, key=chk_key, upstream=upstream,
+        )
+        chk.name = f"fc2 check {mid} {self.model}"
+        chk.metadata = {**(chk.metadata or {}), **rid.with_(stage="kappa").metadata(chk_key)}
+        job_list.append(chk)
+        return Flow(job_list, output=chk.output, name=f"{self.name} {mid} {self.model}")
+
+
+def kappa_maker(calculator: dict, model: str | None = None, *, settings: dict | None = None, relax_settings: dict | None = None,
+                relax: bool = True) -> KappaMaker:
+    """The k_SRME κ maker of one calculator: relax with it (``relax_settings``, default
+    :func:`ksrme_relax_settings`) unless ``relax=False``, phono3py displacements at
+    ``settings.displacement_A``, fc2 / fc3 forces with it."""
+    s = KappaSettings.from_dict(settings).as_dict()
+    return KappaMaker(
+        model=model or model_name(calculator),
+        relax_maker=RelaxMaker(calculator=calculator, settings=ksrme_relax_settings() if relax_settings is None else relax_settings) if relax else None,
+        displacement_maker=Phono3pyDisplacementMaker(distance_A=s["displacement_A"], symprec=s["symprec"]),
+        force_maker=ForceMaker(calculator=calculator),
+        settings=s,
+    )
 
 
 # ---------------------------------------------------------------------------------------- campaign
@@ -302,12 +356,11 @@ def normalize_kappa_spec(spec: dict) -> dict:
     return out
 
 
-def kappa_materials(spec: dict) -> list[dict]:
-    """Material dicts (with ``reference_path`` / ``nac``) selected by a campaign spec."""
-    from pftflow.kappa.readers import read_kappa_structures, resolve_reference_path
+def kappa_materials(spec: dict) -> list[KappaMaterial]:
+    """The materials selected by a campaign spec (``materials``: ids or names, or ``"all"``)."""
+    from pftflow.materials.kappa import read_kappa_structures
 
     spec = normalize_kappa_spec(spec)
-    nac = bool(spec.get("nac", True))
     mats = read_kappa_structures(spec["structures"])
     wanted = spec.get("materials", "all")
     if wanted not in (None, "all", ["all"]):
@@ -317,14 +370,17 @@ def kappa_materials(spec: dict) -> list[dict]:
         if missing:
             raise ValueError(f"materials {missing} not in {spec['structures']} (ids: {sorted(by_id)})")
         mats = [by_id.get(w) or by_name[w] for w in wanted]
-    ref_path = str(resolve_reference_path(spec["reference"], nac)) if spec.get("reference") else None
-    out = []
-    for m in mats:
-        d = m.as_dict()
-        d["reference_path"] = ref_path
-        d["nac"] = nac
-        out.append(d)
-    return out
+    return mats
+
+
+def kappa_references(spec: dict) -> dict[str, KappaReference]:
+    """DFT references by material id of a campaign spec (``reference`` + ``nac``); {} without."""
+    from pftflow.materials.kappa import read_kappa_reference
+
+    spec = normalize_kappa_spec(spec)
+    if not spec.get("reference"):
+        return {}
+    return read_kappa_reference(spec["reference"], nac=bool(spec.get("nac", True)))
 
 
 #: columns of ``pftflow results`` for kappa campaigns: (row key, header, format)
@@ -341,17 +397,15 @@ KAPPA_COLUMNS = [
 ]
 
 
-def _model_name(model: dict | str) -> str:
-    from pftflow.calculators import get_calculator
+def _stored_result(store, key: str) -> KappaResultDoc | None:
+    """The finished κ result stored under ``key``, or None (absent, unfinished or unreadable)."""
+    from pftflow.flows.campaigns import find_stored
 
-    return get_calculator(model).name
-
-
-def _material_key(spec_name: str, material: dict, model: dict, maker: "KappaMaker") -> str:
-    from pftflow.flows.common import file_sha, stage_key
-
-    m = {k: v for k, v in material.items() if k != "reference_path"}
-    return stage_key("kappa", m, file_sha(material.get("reference_path")), model, maker.settings, maker.relax_settings, maker.relax)
+    try:
+        done = find_stored(store, key)
+    except Exception:  # noqa: BLE001 - an unreadable old entry is simply recomputed
+        return None
+    return done if isinstance(done, KappaResultDoc) else None
 
 
 def kappa_campaign_flow(spec: dict, store=None) -> Flow:
@@ -360,47 +414,37 @@ def kappa_campaign_flow(spec: dict, store=None) -> Flow:
     Spec keys (docs/kappa.md): ``name``, ``structures`` (extxyz path), ``reference`` (JSON path or
     directory), ``nac`` (default true), ``materials`` (ids or names, or ``"all"``), ``models``
     (calculator specs), ``settings`` (:class:`KappaSettings` fields, plus ``relax`` (RelaxSettings
-    fields overriding the k_SRME ones) and ``do_relax``).  Every job is tagged with
-    ``metadata = {campaign, material_id, model, stage}``; the job whose (final) output is the
-    material's result has ``stage: "kappa"`` and ``pftflow_key``.  With ``store`` given, a
-    (material, model) whose key already has a completed result in the store is not run again.
-    The flow's output is the list of per-material result dicts of the flows that run.
+    fields overriding the k_SRME ones) and ``do_relax``).  Every job is tagged with its
+    :class:`~pftflow.identity.ResultId` (``campaign``, ``kind: kappa``, ``material_id``, ``model``,
+    ``stage``) and ``pftflow_key``; the job whose (final) output is the material's result has
+    ``stage: "kappa"``.  With ``store`` given, a (material, model) whose key already has a finished
+    result in the store is not run again.  The flow's output is the list of the per-material
+    :class:`KappaResultDoc` of the flows that run.
     """
     spec = normalize_kappa_spec(spec)
     if spec.get("kind", "kappa") != "kappa":
         raise ValueError(f"kappa_campaign_flow needs kind: kappa, got {spec.get('kind')!r}")
-    for key in ("structures", "models"):
-        if not spec.get(key):
-            raise ValueError(f"kappa campaign '{spec.get('name')}': '{key}' is required (see docs/kappa.md)")
+    for k in ("structures", "models"):
+        if not spec.get(k):
+            raise ValueError(f"kappa campaign '{spec.get('name')}': '{k}' is required (see docs/kappa.md)")
     settings = dict(spec.get("settings") or {})
     relax_over = settings.pop("relax", None) or {}
     do_relax = bool(settings.pop("do_relax", True))
-    from pftflow.kappa.conductivity import KappaSettings
-
-    KappaSettings.from_dict(settings)  # validate early
-    maker = KappaMaker(settings=settings, relax_settings=ksrme_relax_settings(**relax_over), relax=do_relax)
+    settings = KappaSettings.from_dict(settings).as_dict()  # validate early
+    relax_settings = ksrme_relax_settings(**relax_over)
     materials = kappa_materials(spec)
+    references = kappa_references(spec)
     name = spec.get("name", "kappa")
+    rid = ResultId(campaign=name, kind="kappa", stage="kappa")
     flows = []
     for model in spec["models"]:
         model = {"backend": model} if isinstance(model, str) else dict(model)
-        mname = _model_name(model)
+        maker = kappa_maker(model, model_name(model), settings=settings, relax_settings=relax_settings, relax=do_relax)
         for m in materials:
-            key = _material_key(name, m, model, maker)
-            if store is not None:
-                from pftflow.flows.common import find_stored
-
-                try:
-                    done = find_stored(store, key)
-                except Exception:  # noqa: BLE001 - an unreadable old entry is simply recomputed
-                    done = None
-                if isinstance(done, dict) and "srme" in done:
-                    continue
-            f = maker.make(m, model)
-            meta = {"campaign": name, "material_id": m["material_id"], "model": mname}
-            for j in f.jobs:
-                j.metadata = {**(j.metadata or {}), **meta, "stage": j.metadata.get("stage") if j.metadata else None}
-            f.jobs[-1].metadata.update({"stage": "kappa", "pftflow_key": key})
+            key = content_key("kappa", m.model_dump(), model)
+            f = maker.make(m, rid, key=key, reference=references.get(m.material_id))
+            if store is not None and _stored_result(store, f.jobs[-1].metadata["pftflow_key"]) is not None:
+                continue
             flows.append(f)
     return Flow(flows, output=[f.output for f in flows], name=f"campaign {name}")
 
@@ -408,53 +452,42 @@ def kappa_campaign_flow(spec: dict, store=None) -> Flow:
 def load_kappa_results(spec: dict, store) -> dict:
     """Rows (latest result per material × model) and mean SRE/SRME per model from the store,
     in the shape ``pftflow results`` prints (``columns`` = :data:`KAPPA_COLUMNS`)."""
+    from monty.json import MontyDecoder
+
     name = spec.get("name", "kappa")
     docs = list(store.query({"metadata.campaign": name, "metadata.stage": "kappa"},
                             properties=["uuid", "index", "metadata", "completed_at"]))
-    from pftflow.flows.common import latest_by
-
+    latest: dict = {}
+    for d in sorted(docs, key=lambda d: (str(d.get("completed_at", "")), d.get("index", 0))):
+        latest[(d["metadata"].get("material_id"), d["metadata"].get("model"))] = d
+    decoder = MontyDecoder()
     outputs = []
-    for uuid in (d["uuid"] for d in latest_by(docs)):
+    for d in latest.values():
         try:
-            out = store.get_output(uuid, which="last", load=True)
+            out = decoder.process_decoded(store.get_output(d["uuid"], which="last", load=True))
         except Exception:  # noqa: BLE001 - job not finished / failed
             continue
-        if isinstance(out, dict) and "srme" in out:
+        if isinstance(out, KappaResultDoc):
             outputs.append(out)
     rows, means = summarize_kappa(outputs)
     order = {}
     try:
-        order = {m["material_id"]: i for i, m in enumerate(kappa_materials(spec))}
+        order = {m.material_id: i for i, m in enumerate(kappa_materials(spec))}
     except Exception:  # noqa: BLE001 - input files moved: keep store order
         pass
     rows.sort(key=lambda r: (str(r["model"]), order.get(r["material_id"], 1e9)))
     return {"campaign": name, "kind": "kappa", "rows": rows, "summary": means, "columns": KAPPA_COLUMNS}
 
 
-def summarize_kappa(outputs: list[dict]) -> tuple[list[dict], dict]:
-    """Table rows (one per model × material) and mean metrics per model.
+def summarize_kappa(outputs: list[KappaResultDoc]) -> tuple[list[dict], dict]:
+    """Table rows (one per model × material, :meth:`KappaResultDoc.row`) and mean metrics per model.
 
-    Rows: model, material_id, name, kappa_W_per_mK, kappa_dft_W_per_mK, srd, sre, srme, failed_reason.
+    Rows: model, material_id, name, kappa_W_per_mK, kappa_dft_W_per_mK, srd, sre, srme, failed, failed_reason.
     Mean: ``{model: {"n_materials", "n_failed", "mean_sre", "mean_srme"}}`` (failures count 2).
     """
     from pftflow.kappa.metrics import mean_metrics
 
-    rows = []
-    for o in outputs:
-        if o is None:
-            continue
-        rows.append({
-            "model": o.get("model"),
-            "material_id": o.get("material_id"),
-            "name": o.get("name"),
-            "kappa_W_per_mK": o.get("kappa_ave_W_per_mK"),
-            "kappa_dft_W_per_mK": o.get("kappa_dft_W_per_mK"),
-            "srd": o.get("srd"),
-            "sre": o.get("sre"),
-            "srme": o.get("srme"),
-            "failed": o.get("failed", False),
-            "failed_reason": o.get("failed_reason"),
-        })
+    rows = [o.row() for o in outputs if o is not None]
     means: dict[str, Any] = {}
     for model in dict.fromkeys(r["model"] for r in rows):
         means[model] = mean_metrics(r for r in rows if r["model"] == model)

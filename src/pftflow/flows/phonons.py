@@ -1,135 +1,167 @@
-"""Makers for the harmonic phonon benchmark (atomate2 style: dataclasses with ``make``).
+"""The one phonon maker: [relax] -> displacements -> forces -> analysis, written once.
 
-* :class:`ReferencePhononMaker` - reference phonons for one material, imported from a file or
-  computed with a (DFT) calculator on the given cell: [import | displacements -> forces] -> analysis.
-* :class:`MLIPPhononMaker` - one model on one material: relax -> displacements -> forces ->
-  analysis (on the reference's band path) -> compare.
+Like atomate2's ``BasePhononMaker`` and its force-field subclass, the variants differ only in
+fields (sub-makers), never in steps:
 
-Both take plain dicts or jobflow OutputReferences, so a stored reference can be reused without
-re-running its jobs.
+=====================  ===============================  ======================  =====================
+variant                relax_maker                      force_maker             import_file
+=====================  ===============================  ======================  =====================
+reference, import      None                             None                    the reference file
+reference, compute     None or RelaxMaker(DFT calc)     ForceMaker(DFT calc)    None
+MLIP                   RelaxMaker(model) or None        ForceMaker(model)       None
+=====================  ===============================  ======================  =====================
+
+(The κ maker, :class:`pftflow.flows.kappa.KappaMaker`, reuses the same relax and force makers
+with a phono3py displacement set.)  :func:`mlip_phonon_maker` and :func:`reference_phonon_maker`
+build the variants.  Every job is tagged with its :class:`~pftflow.identity.ResultId` and a
+``pftflow_key`` (hash of what determines its output) by the maker itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from jobflow import Flow, Maker
+from jobflow import Flow, Job, Maker
 
 from pftflow.flows import jobs
-from pftflow.phonons.harmonic import PhononSettings
+from pftflow.identity import ResultId, content_key
+
+
+def _key_part(maker) -> Any:
+    """The calculator's stand-in in content keys: an OutputReference (a model trained in the same
+    flow) has a new uuid each build, so such a maker is given a stable ``key_part``."""
+    return maker.calculator if maker.key_part is None else maker.key_part
+
+
+def _tag(j: Job, rid: ResultId, stage: str, key: str) -> Job:
+    j.metadata = {**(j.metadata or {}), **rid.with_(stage=stage).metadata(key)}
+    return j
 
 
 @dataclass
-class ReferencePhononMaker(Maker):
-    """Reference phonons for one material.
+class RelaxMaker(Maker):
+    """Relax a structure with a calculator (settings: :class:`pftflow.phonons.relax.RelaxSettings`)."""
 
-    ``mode="import"``: read ``material["reference_file"]`` (phonopy / MDR / atomate2).
-    ``mode="compute"``: finite displacements of ``material["structure"]`` with ``calculator``
-    (e.g. GPAW through the ASE backend); the cell is used as given unless ``relax_settings`` is
-    set, in which case it is first relaxed with the same calculator (FixSymmetry + cell filter).
+    name: str = "relax"
+    calculator: Any = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    key_part: Any = None  # what stands for the calculator in content keys (default: the calculator spec)
+
+    def make(self, structure) -> Job:
+        return jobs.relax(structure, self.calculator, self.settings)
+
+
+@dataclass
+class DisplacementMaker(Maker):
+    """Symmetry-reduced phonopy displacement set (fc2)."""
+
+    name: str = "displacements"
+    distance_A: float = 0.01
+    symprec: float = 1e-5
+
+    def make(self, structure, supercell_matrix, primitive_matrix=None) -> Job:
+        return jobs.displacements(structure, supercell_matrix, primitive_matrix, distance_A=self.distance_A, symprec=self.symprec)
+
+
+@dataclass
+class ForceMaker(Maker):
+    """Energies, forces and stresses of a structure set with one calculator, in one batch job."""
+
+    name: str = "forces"
+    calculator: Any = field(default_factory=dict)
+    key_part: Any = None  # what stands for the calculator in content keys (default: the calculator spec)
+
+    def make(self, structures) -> Job:
+        return jobs.forces(structures, self.calculator)
+
+
+@dataclass
+class PhononMaker(Maker):
+    """Harmonic phonons of one material: [import | [relax] -> displacements -> forces] -> analysis.
+
+    ``make(material, result_id, key=..., qpoints_from=None)``: ``material`` has ``id`` and either
+    ``reference_file`` (import; with optional ``reference_format``, ``force_sets``, ``born``) or
+    ``structure`` (ASE Atoms), ``supercell_matrix`` and ``primitive_matrix``; the latter three may be
+    OutputReferences (a model uses the reference's cell and matrices).  ``qpoints_from``: the
+    reference's analysis, whose band path and mesh numbers the model is analysed on, and
+    ``qpoints_key`` its key.  ``key``: the hash of what determines the flow's input structure; each
+    job's key chains it with the job's own settings, so a changed setting re-runs only the jobs at
+    and after the step that uses it.
+    The flow's output is the :class:`~pftflow.documents.PhononAnalysisDoc`.
     """
 
-    name: str = "reference phonons"
-    mode: str = "import"
-    calculator: dict | None = None
-    settings: PhononSettings = field(default_factory=PhononSettings)
-    relax_settings: dict | None = None
+    name: str = "phonons"
+    model: str = "reference"
+    import_file: bool = False
+    relax_maker: RelaxMaker | None = None
+    displacement_maker: DisplacementMaker = field(default_factory=DisplacementMaker)
+    force_maker: ForceMaker | None = None
+    settings: dict = field(default_factory=dict)  # PhononSettings fields
 
-    def make(self, material: dict) -> Flow:
+    def make(self, material: dict, result_id: ResultId, *, key: str, qpoints_from=None, qpoints_key: str | None = None) -> Flow:
         mid = material["id"]
-        settings = self.settings.as_dict()
-        if self.mode == "import":
-            imp = jobs.import_reference(
-                material["reference_file"],
-                fmt=material.get("reference_format"),
-                material_id=mid,
-                force_sets=material.get("force_sets"),
-                born=material.get("born"),
+        rid = result_id.with_(material_id=mid, model=self.model)
+        job_list: list[Job] = []
+
+        def add(j: Job, stage: str, name: str, *parts: Any) -> Job:
+            nonlocal key
+            key = content_key(key, stage, *parts)
+            j.name = f"{name} {mid} {self.model}"
+            job_list.append(_tag(j, rid, stage, key))
+            return j
+
+        if self.import_file:
+            imp = add(
+                jobs.import_reference(material["reference_file"], fmt=material.get("reference_format"), material_id=mid,
+                                      force_sets=material.get("force_sets"), born=material.get("born")),
+                "reference", "import",
             )
-            imp.name = f"import reference {mid}"
-            ana = jobs.phonon_analysis(mid, None, None, None, settings, reference=imp.output["reference"], label="reference")
-            ana.name = f"reference analysis {mid}"
-            return Flow([imp, ana], output=ana.output, name=f"{self.name} {mid}")
-        if self.mode != "compute":
-            raise ValueError(f"reference mode must be 'import' or 'compute', got {self.mode!r}")
-        if self.calculator is None:
-            raise ValueError("reference mode 'compute' needs a calculator")
-        structure = material["structure"]
-        job_list = []
-        if self.relax_settings is not None:
-            rlx = jobs.relax(structure, self.calculator, self.relax_settings)
-            rlx.name = f"reference relax {mid}"
-            job_list.append(rlx)
-            structure = rlx.output["structure"]
-        disp = jobs.displacements(
-            structure,
-            material["supercell_matrix"],
-            material.get("primitive_matrix"),
-            distance_A=self.settings.displacement_A,
-            symprec=self.settings.symprec,
-        )
-        disp.name = f"reference displacements {mid}"
-        frc = jobs.forces(disp.output["supercells"], self.calculator)
-        frc.name = f"reference forces {mid}"
-        ana = jobs.phonon_analysis(
-            mid,
-            structure,
-            material["supercell_matrix"],
-            material.get("primitive_matrix"),
-            settings,
-            dataset=disp.output["dataset"],
-            forces_eV_per_A=frc.output["forces_eV_per_A"],
-            label="reference",
-        )
-        ana.name = f"reference analysis {mid}"
-        return Flow(job_list + [disp, frc, ana], output=ana.output, name=f"{self.name} {mid}")
+            ana = jobs.phonon_analysis(mid, self.model, self.settings, reference=imp.output)
+        else:
+            if self.force_maker is None:
+                raise ValueError(f"{self.name}: a computed phonon flow needs a force_maker (calculator)")
+            structure, relax = material["structure"], None
+            if self.relax_maker is not None:
+                r = add(self.relax_maker.make(structure), "relax", "relax", _key_part(self.relax_maker), self.relax_maker.settings)
+                structure, relax = r.output.structure, r.output
+            d = add(
+                self.displacement_maker.make(structure, material["supercell_matrix"], material.get("primitive_matrix")),
+                "displacements", "displacements", self.displacement_maker.distance_A, self.displacement_maker.symprec,
+            )
+            f = add(self.force_maker.make(d.output.supercells), "forces", "forces", _key_part(self.force_maker))
+            ana = jobs.phonon_analysis(
+                mid, self.model, self.settings, displacements=d.output, forces=f.output, qpoints_from=qpoints_from, relax=relax,
+            )
+        add(ana, "analysis", "analysis", self.settings, qpoints_key)
+        return Flow(job_list, output=ana.output, name=f"{self.name} {mid} {self.model}")
 
 
-@dataclass
-class MLIPPhononMaker(Maker):
-    """One model on one material, compared with the reference analysis output."""
+def reference_phonon_maker(*, mode: str, settings: dict, calculator: dict | None = None, relax_settings: dict | None = None) -> PhononMaker:
+    """The reference variant: ``mode="import"`` reads files; ``mode="compute"`` runs ``calculator``
+    (e.g. GPAW) on the given cell, relaxed first with the same calculator if ``relax_settings``."""
+    if mode == "import":
+        return PhononMaker(name="reference phonons", import_file=True, settings=settings)
+    if calculator is None:
+        raise ValueError("reference mode 'compute' needs a calculator")
+    relax = RelaxMaker(calculator=calculator, settings=relax_settings) if relax_settings is not None else None
+    return PhononMaker(
+        name="reference phonons",
+        relax_maker=relax,
+        displacement_maker=DisplacementMaker(distance_A=settings.get("displacement_A", 0.01), symprec=settings.get("symprec", 1e-5)),
+        force_maker=ForceMaker(calculator=calculator),
+        settings=settings,
+    )
 
-    name: str = "mlip phonons"
-    relax_settings: dict | None = None
-    settings: PhononSettings = field(default_factory=PhononSettings)
-    relax: bool = True
 
-    def make(self, reference, calculator: dict, material_id: str, model_name: str) -> Flow:
-        settings = self.settings.as_dict()
-        job_list = []
-        relax_info = None
-        structure = reference["structure"]
-        if self.relax:
-            rlx = jobs.relax(reference["structure"], calculator, self.relax_settings)
-            rlx.name = f"relax {material_id} {model_name}"
-            job_list.append(rlx)
-            structure = rlx.output["structure"]
-            relax_info = rlx.output
-        disp = jobs.displacements(
-            structure,
-            reference["supercell_matrix"],
-            reference["primitive_matrix"],
-            distance_A=self.settings.displacement_A,
-            symprec=self.settings.symprec,
-        )
-        disp.name = f"displacements {material_id} {model_name}"
-        frc = jobs.forces(disp.output["supercells"], calculator)
-        frc.name = f"forces {material_id} {model_name}"
-        ana = jobs.phonon_analysis(
-            material_id,
-            structure,
-            reference["supercell_matrix"],
-            reference["primitive_matrix"],
-            settings,
-            dataset=disp.output["dataset"],
-            forces_eV_per_A=frc.output["forces_eV_per_A"],
-            band_path_spec=reference["band_path"],
-            label=model_name,
-            relax_info=relax_info,
-            mesh=reference["result"]["mesh"]["mesh"],
-        )
-        ana.name = f"analysis {material_id} {model_name}"
-        cmp_ = jobs.compare(reference, ana.output, model_name)
-        cmp_.name = f"compare {material_id} {model_name}"
-        job_list += [disp, frc, ana, cmp_]
-        return Flow(job_list, output=cmp_.output, name=f"{self.name} {material_id} {model_name}")
+def mlip_phonon_maker(calculator, model: str, *, settings: dict, relax_settings: dict | None, relax: bool = True, key_part: Any = None) -> PhononMaker:
+    """The MLIP variant: relax with the model (MDR protocol) unless ``relax=False``, then its forces.
+    ``calculator``: a calculator spec or an OutputReference to one (``key_part`` then stands for it)."""
+    return PhononMaker(
+        name="mlip phonons",
+        model=model,
+        relax_maker=RelaxMaker(calculator=calculator, settings=relax_settings or {}, key_part=key_part) if relax else None,
+        displacement_maker=DisplacementMaker(distance_A=settings.get("displacement_A", 0.01), symprec=settings.get("symprec", 1e-5)),
+        force_maker=ForceMaker(calculator=calculator, key_part=key_part),
+        settings=settings,
+    )

@@ -13,19 +13,20 @@ irreducible q-points with their weights already included, so that
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import numpy as np
-from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: k_SRME threshold for the three acoustic modes at Γ (THz)
 ACOUSTIC_GAMMA_THRESHOLD_THZ = -0.01
 
 
-@dataclass
-class KappaSettings:
+
+
+
+class KappaSettings(BaseModel):
     """Settings of the κ calculation (k_SRME defaults).
 
     ``displacement_A``: finite displacement (Å); ``symprec``: symmetry tolerance (Å) for phono3py;
@@ -39,99 +40,82 @@ class KappaSettings:
     ``subtract_residual_forces``: subtract the forces of the undisplaced supercell (off, as k_SRME).
     """
 
-    displacement_A: float = 0.03
-    symprec: float = 1e-5
-    temperatures_K: list[float] = field(default_factory=lambda: [300.0])
-    is_isotope: bool = True
-    boundary_mfp_um: float | None = 1e6
-    conductivity: str = "wigner"
-    symmetrize_fc2: bool = True
-    symmetrize_fc3: bool = True
-    is_compact_fc: bool = False
-    q_mesh: list[int] | None = None
-    acoustic_threshold_THz: float = ACOUSTIC_GAMMA_THRESHOLD_THZ
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    displacement_A: float = Field(0.03, gt=0, description="finite displacement of fc2 and fc3 (Å), > 0", examples=[0.03])
+    symprec: float = Field(1e-5, gt=0, description="phono3py symmetry tolerance (Å), > 0", examples=[1e-5])
+    temperatures_K: list[float] = Field(
+        default_factory=lambda: [300.0], min_length=1, description="temperatures of κ (K), each >= 0", examples=[[300.0]]
+    )
+    is_isotope: bool = Field(True, description="isotope scattering with natural abundances")
+    boundary_mfp_um: float | None = Field(
+        1e6, gt=0, description="boundary mean free path (µm, > 0; 1e6 = effectively none; null = no boundary scattering)", examples=[1.0e6]
+    )
+    conductivity: Literal["wigner", "rta"] = Field(
+        "wigner", description="'wigner' (κ_P + κ_C, Simoncelli-Marzari-Mauri 2019) or 'rta' (particle-like κ_P only)"
+    )
+    symmetrize_fc2: bool = Field(True, description="phono3py's symmetrization of fc2")
+    symmetrize_fc3: bool = Field(True, description="phono3py's symmetrization of fc3")
+    is_compact_fc: bool = Field(False, description="compact (n_prim, n_sc, ...) instead of full force constants (k_SRME: full)")
+    q_mesh: list[int] | None = Field(
+        None, min_length=3, max_length=3, description="q-mesh override: 3 positive integers, or null for the material's mesh", examples=[[19, 19, 19]]
+    )
+    acoustic_threshold_THz: float = Field(
+        ACOUSTIC_GAMMA_THRESHOLD_THZ, le=0, description="Γ acoustic modes below this frequency (THz, <= 0) are imaginary", examples=[-0.01]
+    )
+
+    @field_validator("temperatures_K", mode="before")
+    @classmethod
+    def _temperatures(cls, v):
+        v = v.tolist() if hasattr(v, "tolist") else v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v]
+        if isinstance(v, (list, tuple)) and any(isinstance(t, (int, float)) and not isinstance(t, bool) and t < 0 for t in v):
+            raise ValueError(f"temperatures must be >= 0 K, got {list(v)}")
+        return v
+
+    @field_validator("q_mesh", mode="before")
+    @classmethod
+    def _q_mesh(cls, v):
+        v = v.tolist() if hasattr(v, "tolist") else v
+        if isinstance(v, (list, tuple)) and not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer() and x > 0 for x in v
+        ):
+            raise ValueError(f"q_mesh must be 3 positive integers, got {list(v)}")
+        return v
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "KappaSettings":
-        d = dict(d or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown kappa settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        """Settings from a dict; unknown keys raise (``pydantic.ValidationError``, a ``ValueError``)."""
+        return cls.model_validate(dict(d or {}))
 
 
-# ----------------------------------------------------------------------------- structures
-def _atoms_to_phonopy(atoms: Atoms):
-    from pftflow.materials.structures import atoms_to_phonopy
-
-    return atoms_to_phonopy(atoms)
-
-
-def _phonopy_to_atoms(patoms) -> Atoms:
-    from pftflow.materials.structures import phonopy_to_atoms
-
-    return phonopy_to_atoms(patoms)
-
-
-def init_phono3py(
-    atoms: Atoms,
-    fc2_supercell,
-    fc3_supercell,
-    primitive_matrix=None,
-    *,
-    symprec: float = 1e-5,
-    displacement_A: float | None = 0.03,
-    log_level: int = 0,
-):
-    """A :class:`Phono3py` for ``atoms`` with the fc3 supercell, the (phonon) fc2 supercell and the
-    primitive matrix (None = the cell is primitive).  With ``displacement_A`` set, the fc2 and fc3
-    displacement datasets are generated (phono3py's defaults: symmetry-reduced, ± where needed)."""
-    from phono3py import Phono3py
-
-    ph3 = Phono3py(
-        _atoms_to_phonopy(atoms),
-        supercell_matrix=np.asarray(fc3_supercell, dtype=int),
-        phonon_supercell_matrix=np.asarray(fc2_supercell, dtype=int),
-        primitive_matrix=None if primitive_matrix is None else np.asarray(primitive_matrix, dtype=float),
-        symprec=symprec,
-        log_level=log_level,
-    )
-    if displacement_A is not None:
-        ph3.generate_displacements(distance=displacement_A)
-        ph3.generate_fc2_displacements(distance=displacement_A)
-    return ph3
-
-
-def fc2_supercells(ph3) -> list[Atoms]:
-    """Displaced fc2 (phonon) supercells, in dataset order."""
-    return [_phonopy_to_atoms(s) for s in ph3.phonon_supercells_with_displacements]
-
-
-def fc3_supercells(ph3) -> list[Atoms]:
-    """Displaced fc3 supercells, in dataset order (no pair cutoff, so none is skipped)."""
-    cells = ph3.supercells_with_displacements
-    if any(c is None for c in cells):
-        raise ValueError("fc3 dataset has skipped (None) supercells; pair cutoffs are not supported here")
-    return [_phonopy_to_atoms(s) for s in cells]
-
-
+# ----------------------------------------------------------------------------- force constants
 def produce_fc2(ph3, forces_eV_per_A: Sequence[np.ndarray], settings: KappaSettings | None = None) -> np.ndarray:
-    """Set the fc2 forces (one (n_atoms, 3) array per displaced supercell) and produce fc2 (eV/Å²)."""
+    """Set the fc2 forces (one (n_atoms, 3) array per displaced supercell) and produce fc2 (eV/Å²),
+    symmetrized (phono3py's traditional translational + permutation symmetrization, 3 passes)
+    when ``settings.symmetrize_fc2``."""
     s = settings or KappaSettings()
     ph3.phonon_forces = np.asarray(forces_eV_per_A, dtype=float)
-    ph3.produce_fc2(symmetrize_fc2=s.symmetrize_fc2, is_compact_fc=s.is_compact_fc)
+    ph3.produce_fc2(is_compact_fc=s.is_compact_fc)
+    if s.symmetrize_fc2:
+        ph3.symmetrize_fc2()
     return np.asarray(ph3.fc2)
 
 
 def produce_fc3(ph3, forces_eV_per_A: Sequence[np.ndarray], settings: KappaSettings | None = None) -> np.ndarray:
-    """Set the fc3 forces (one array per displaced supercell) and produce fc3 (eV/Å³)."""
+    """Set the fc3 forces (one array per displaced supercell) and produce fc3 (eV/Å³), symmetrized
+    when ``settings.symmetrize_fc3`` (with fc2 too when phono3py made it here: no phonon supercell)."""
     s = settings or KappaSettings()
     ph3.forces = np.asarray(forces_eV_per_A, dtype=float)
-    ph3.produce_fc3(symmetrize_fc3r=s.symmetrize_fc3, is_compact_fc=s.is_compact_fc)
+    ph3.produce_fc3(is_compact_fc=s.is_compact_fc)
+    if s.symmetrize_fc3:
+        ph3.symmetrize_fc3()
+        if ph3.phonon_supercell_matrix is None:
+            ph3.symmetrize_fc2()
     return np.asarray(ph3.fc3)
 
 
@@ -154,9 +138,8 @@ def mesh_frequencies(ph3, q_mesh: Sequence[int]) -> tuple[np.ndarray, np.ndarray
     if ph3.nac_params is not None:
         ph.nac_params = ph3.nac_params
     ph.run_mesh(list(q_mesh), is_gamma_center=True, with_eigenvectors=False)
-    mesh = ph.get_mesh_dict()
-    q = np.asarray(mesh["qpoints"])
-    f = np.asarray(mesh["frequencies"])
+    q = np.asarray(ph.mesh.qpoints)
+    f = np.asarray(ph.mesh.frequencies)
     if not np.allclose(q[0], 0):
         raise RuntimeError("first mesh q-point is not Γ")
     return q, f
@@ -296,40 +279,3 @@ def run_conductivity(
         mode_kappa_TOT_W_per_mK=mode_tot,
         conductivity=conductivity,
     )
-
-
-def dataset_to_json(ds: dict | None) -> dict | None:
-    """A phono3py displacement dataset (fc2 or fc3, numpy arrays inside) as plain lists."""
-
-    def conv(x):
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        if isinstance(x, (np.integer,)):
-            return int(x)
-        if isinstance(x, (np.floating,)):
-            return float(x)
-        if isinstance(x, dict):
-            return {k: conv(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [conv(v) for v in x]
-        return x
-
-    return None if ds is None else conv(copy.deepcopy(ds))
-
-
-_ARRAY_KEYS = {"displacement", "forces", "displacements", "supercell_energies"}
-
-
-def dataset_from_json(ds: dict | None) -> dict | None:
-    """Inverse of :func:`dataset_to_json` (displacements and forces back to float arrays)."""
-
-    def conv(x, key=None):
-        if key in _ARRAY_KEYS and x is not None:
-            return np.asarray(x, dtype=float)
-        if isinstance(x, dict):
-            return {k: conv(v, k) for k, v in x.items()}
-        if isinstance(x, list):
-            return [conv(v) for v in x]
-        return x
-
-    return None if ds is None else conv(ds)

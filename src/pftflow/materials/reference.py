@@ -13,27 +13,31 @@ primitive cells, as phonopy reports it), J/K/mol (entropy, heat capacity).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from ase import Atoms
+from pydantic import Field, field_serializer, field_validator
 
-from pftflow.materials.structures import atoms_to_dict, atoms_to_phonopy, dict_to_atoms
+from pftflow.serialization import Array, ArrayTree, Document, Structure
 
 
 class ReferenceFormatError(ValueError):
     """A reference file is missing data or has data of the wrong shape; the message names the file."""
 
 
-@dataclass
-class ThermalProperties:
+class ThermalProperties(Document):
     """Harmonic thermal properties per mole of primitive cells (phonopy's convention)."""
 
-    temperatures_K: np.ndarray
-    free_energy_kJ_per_mol: np.ndarray
-    entropy_J_per_K_mol: np.ndarray
-    heat_capacity_J_per_K_mol: np.ndarray
+    temperatures_K: Array = Field(description="temperature grid (K)")
+    free_energy_kJ_per_mol: Array = Field(description="Helmholtz free energy F (kJ/mol)")
+    entropy_J_per_K_mol: Array = Field(description="entropy S (J/K/mol)")
+    heat_capacity_J_per_K_mol: Array = Field(description="isochoric heat capacity C_V (J/K/mol)")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _float(cls, v):
+        return np.asarray(v, dtype=float)
 
     def at(self, temperature_K: float) -> dict[str, float]:
         """Values at one temperature (must be on the grid)."""
@@ -47,46 +51,40 @@ class ThermalProperties:
             "heat_capacity_J_per_K_mol": float(self.heat_capacity_J_per_K_mol[i]),
         }
 
-    def as_dict(self) -> dict:
-        return {k: np.asarray(v, dtype=float).tolist() for k, v in self.__dict__.items()}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "ThermalProperties":
-        return cls(**{k: np.asarray(v, dtype=float) for k, v in d.items() if not k.startswith("@")})
+class PhononReference(Document):
+    """Reference harmonic phonon data for one material (what every reader returns).
 
-
-@dataclass
-class PhononReference:
-    """Reference harmonic phonon data for one material.
-
-    Attributes
-    ----------
-    material_id: identifier (e.g. ``mp-149``).
-    unitcell: the cell the supercell matrix refers to (ASE Atoms with masses, Å).
-    supercell_matrix: (3, 3) integer matrix, supercell = unitcell x matrix.
-    primitive_matrix: (3, 3) matrix or ``None`` (unit cell is primitive).
-    dataset: phonopy displacement dataset (``{"natom", "first_atoms": [...]}`` with ``forces`` in eV/Å,
-        or type-2 ``{"displacements", "forces"}``) or ``None``.
-    force_constants: full force constants (n_sc, n_sc, 3, 3) in eV/Å², or ``None``.
-    thermal: thermal properties stored with the reference (DFT values), or ``None``.
-    commensurate_frequencies_THz: stored frequencies at commensurate q-points (n_q, n_bands) or ``None``.
-    nac_params: phonopy NAC parameters (born, dielectric, factor) or ``None``.
-    energy_eV: total energy of the (undisplaced) supercell if stored; NaN or None when missing
-        (stored as JSON null, read back as None).
-    provenance: where the data came from (path, format, sha256, code versions).
+    ``dataset`` is a phonopy displacement dataset (type 1 ``{"natom", "first_atoms": [...]}`` with
+    ``forces`` in eV/Å, or type 2 ``{"displacements", "forces"}``); ``energy_eV`` is None when the
+    file has none (MDR files store NaN).
     """
 
-    material_id: str
-    unitcell: Atoms
-    supercell_matrix: np.ndarray
-    primitive_matrix: np.ndarray | None = None
-    dataset: dict | None = None
-    force_constants: np.ndarray | None = None
-    thermal: ThermalProperties | None = None
-    commensurate_frequencies_THz: np.ndarray | None = None
-    nac_params: dict | None = None
-    energy_eV: float | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
+    material_id: str = Field(description="material identifier, e.g. mp-149")
+    unitcell: Structure = Field(description="the cell the supercell matrix refers to (Å, amu)")
+    supercell_matrix: Array = Field(description="(3, 3) integers: supercell = unitcell x matrix")
+    primitive_matrix: Array | None = Field(None, description="(3, 3) or None (unit cell is primitive)")
+    dataset: ArrayTree = Field(None, description="phonopy displacement dataset, forces in eV/Å")
+    force_constants: Array | None = Field(None, description="full force constants (N, N, 3, 3), eV/Å²")
+    thermal: ThermalProperties | None = Field(None, description="thermal properties stored with the reference (DFT)")
+    commensurate_frequencies_THz: Array | None = Field(None, description="stored frequencies at commensurate q-points (THz)")
+    nac_params: ArrayTree = Field(None, description="phonopy NAC parameters (born, dielectric, factor)")
+    energy_eV: float | None = Field(None, description="energy of the undisplaced supercell (eV); NaN in memory / null in the store when the file has none")
+    provenance: dict[str, Any] = Field(default_factory=dict, description="path, format, sha256, code versions")
+
+    @field_validator("supercell_matrix", mode="after")
+    @classmethod
+    def _int_matrix(cls, v):
+        return np.asarray(v, dtype=int)
+
+    @field_validator("primitive_matrix", "force_constants", "commensurate_frequencies_THz", mode="after")
+    @classmethod
+    def _float_array(cls, v):
+        return None if v is None else np.asarray(v, dtype=float)
+
+    @field_serializer("energy_eV")
+    def _nan_as_null(self, v):  # strict JSON has no NaN: a missing energy is stored as null
+        return None if v is None or np.isnan(v) else float(v)
 
     # ------------------------------------------------------------------ phonopy
     def to_phonopy(
@@ -105,14 +103,9 @@ class PhononReference:
         ``phonopy.load`` symmetrizes with the symfc projector instead (~100x slower for a 512-atom
         supercell); the two agree to ~3e-14 eV/Å², not bitwise.
         """
-        import phonopy
+        from pftflow.materials.builders import build_phonopy
 
-        ph = phonopy.Phonopy(
-            atoms_to_phonopy(self.unitcell),
-            supercell_matrix=np.asarray(self.supercell_matrix),
-            primitive_matrix=None if self.primitive_matrix is None else np.asarray(self.primitive_matrix),
-            symprec=symprec,
-        )
+        ph = build_phonopy(self.unitcell, self.supercell_matrix, self.primitive_matrix, symprec)
         if self.dataset is not None:
             ph.dataset = copy.deepcopy(self.dataset)
         if self.nac_params is not None and use_nac:
@@ -145,101 +138,3 @@ class PhononReference:
         if fc.shape[1] != n:
             raise ValueError("compact force constants cannot be turned into a full Hessian")
         return np.asarray(fc).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
-
-    # ------------------------------------------------------------------ serialization
-    def as_dict(self) -> dict:
-        """JSON-able dict (for the store); large arrays are plain nested lists."""
-
-        def arr(x):
-            return None if x is None else np.asarray(x).tolist()
-
-        return {
-            "@module": self.__class__.__module__,
-            "@class": self.__class__.__name__,
-            "material_id": self.material_id,
-            "unitcell": atoms_to_dict(self.unitcell),
-            "supercell_matrix": arr(self.supercell_matrix),
-            "primitive_matrix": arr(self.primitive_matrix),
-            "dataset": _dataset_to_json(self.dataset),
-            "force_constants": arr(self.force_constants),
-            "thermal": None if self.thermal is None else self.thermal.as_dict(),
-            "commensurate_frequencies_THz": arr(self.commensurate_frequencies_THz),
-            "nac_params": _nac_to_json(self.nac_params),
-            # NaN (missing energy in MDR files) is stored as null: strict JSON has no NaN
-            "energy_eV": None if self.energy_eV is None or np.isnan(self.energy_eV) else float(self.energy_eV),
-            "provenance": dict(self.provenance),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PhononReference":
-        def arr(x, dtype=float):
-            return None if x is None else np.asarray(x, dtype=dtype)
-
-        return cls(
-            material_id=d["material_id"],
-            unitcell=dict_to_atoms(d["unitcell"]),
-            supercell_matrix=arr(d["supercell_matrix"], int),
-            primitive_matrix=arr(d.get("primitive_matrix")),
-            dataset=_dataset_from_json(d.get("dataset")),
-            force_constants=arr(d.get("force_constants")),
-            thermal=None if d.get("thermal") is None else ThermalProperties.from_dict(d["thermal"]),
-            commensurate_frequencies_THz=arr(d.get("commensurate_frequencies_THz")),
-            nac_params=_nac_from_json(d.get("nac_params")),
-            energy_eV=d.get("energy_eV"),
-            provenance=d.get("provenance", {}),
-        )
-
-
-def _dataset_to_json(ds: dict | None) -> dict | None:
-    if ds is None:
-        return None
-    out: dict[str, Any] = {}
-    for k, v in ds.items():
-        if k == "first_atoms":
-            out[k] = [
-                {kk: (np.asarray(vv).tolist() if isinstance(vv, np.ndarray) else vv) for kk, vv in fa.items()}
-                for fa in v
-            ]
-        elif isinstance(v, np.ndarray):
-            out[k] = v.tolist()
-        else:
-            out[k] = v
-    return out
-
-
-def _dataset_from_json(ds: dict | None) -> dict | None:
-    if ds is None:
-        return None
-    out: dict[str, Any] = {}
-    for k, v in ds.items():
-        if k == "first_atoms":
-            fas = []
-            for fa in v:
-                fa = dict(fa)
-                fa["number"] = int(fa["number"])
-                fa["displacement"] = np.asarray(fa["displacement"], dtype=float)
-                if fa.get("forces") is not None:
-                    fa["forces"] = np.asarray(fa["forces"], dtype=float)
-                fas.append(fa)
-            out[k] = fas
-        elif k in ("displacements", "forces", "supercell_energies"):
-            out[k] = np.asarray(v, dtype=float)
-        else:
-            out[k] = v
-    return out
-
-
-def _nac_to_json(nac: dict | None) -> dict | None:
-    if nac is None:
-        return None
-    return {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in nac.items()}
-
-
-def _nac_from_json(nac: dict | None) -> dict | None:
-    if nac is None:
-        return None
-    out = dict(nac)
-    for k in ("born", "dielectric"):
-        if k in out and out[k] is not None:
-            out[k] = np.asarray(out[k], dtype=float)
-    return out

@@ -10,6 +10,8 @@ import numpy as np
 from ase import Atoms
 from phonopy.structure.atoms import PhonopyAtoms
 
+from pftflow.serialization import atoms_to_dict, dict_to_atoms  # noqa: F401  (the one structure codec)
+
 
 def atoms_to_phonopy(atoms: Atoms) -> PhonopyAtoms:
     """ASE Atoms -> PhonopyAtoms, keeping masses (amu)."""
@@ -31,28 +33,4 @@ def phonopy_to_atoms(patoms: PhonopyAtoms) -> Atoms:
     )
     if patoms.masses is not None:
         atoms.set_masses(np.array(patoms.masses, dtype=float))
-    return atoms
-
-
-def atoms_to_dict(atoms: Atoms) -> dict:
-    """JSON-able dict of an ASE Atoms (cell and positions in Å, masses in amu)."""
-    return {
-        "symbols": list(atoms.get_chemical_symbols()),
-        "cell_A": np.asarray(atoms.cell[:], dtype=float).tolist(),
-        "positions_A": np.asarray(atoms.positions, dtype=float).tolist(),
-        "masses_amu": np.asarray(atoms.get_masses(), dtype=float).tolist(),
-        "pbc": [bool(p) for p in atoms.pbc],
-    }
-
-
-def dict_to_atoms(d: dict) -> Atoms:
-    """Inverse of :func:`atoms_to_dict`."""
-    atoms = Atoms(
-        symbols=d["symbols"],
-        cell=np.array(d["cell_A"], dtype=float),
-        positions=np.array(d["positions_A"], dtype=float),
-        pbc=d.get("pbc", True),
-    )
-    if d.get("masses_amu") is not None:
-        atoms.set_masses(np.array(d["masses_amu"], dtype=float))
     return atoms

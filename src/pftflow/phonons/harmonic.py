@@ -1,6 +1,6 @@
 """Harmonic phonons by finite displacements (phonopy), pure functions.
 
-Flow of data: unit cell + supercell/primitive matrices -> :func:`make_displacements` (phonopy
+Flow of data: unit cell + supercell/primitive matrices -> :func:`pftflow.sampling.fc2_displacements` (phonopy
 object + displaced supercells) -> forces from any calculator -> :func:`produce_force_constants`
 (drift subtraction, symmetrization) -> :func:`analyze_phonons` (thermal properties, ω_max,
 stability, band structure, DOS, BZ-mesh frequencies).
@@ -16,9 +16,11 @@ from typing import Sequence
 
 import numpy as np
 from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pftflow.materials.reference import ThermalProperties
 from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms
+from pftflow.serialization import Array, ArrayTree, Document
 from pftflow.units import THZ_TO_K
 
 #: MDR temperature grid (K)
@@ -27,8 +29,9 @@ DEFAULT_TEMPERATURES_K = (0.0, 75.0, 150.0, 300.0, 600.0)
 GAMMA_ACOUSTIC_TOL_K = -35.0
 
 
-@dataclass
-class PhononSettings:
+
+
+class PhononSettings(BaseModel):
     """Finite-displacement and analysis settings.
 
     ``displacement_A``: displacement amplitude (Å); ``symprec``: phonopy symmetry tolerance;
@@ -39,40 +42,54 @@ class PhononSettings:
     symmetrization of the force constants.
     """
 
-    displacement_A: float = 0.01
-    symprec: float = 1e-5
-    temperatures_K: Sequence[float] = DEFAULT_TEMPERATURES_K
-    mesh: Sequence[int] | float = 100.0
-    band_npoints: int = 51
-    subtract_drift: bool = True
-    symmetrize_fc: bool = True
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    displacement_A: float = Field(0.01, gt=0, description="finite displacement amplitude (Å), > 0", examples=[0.01])
+    symprec: float = Field(1e-5, gt=0, description="phonopy symmetry tolerance (Å), > 0", examples=[1e-5])
+    temperatures_K: Sequence[float] = Field(
+        DEFAULT_TEMPERATURES_K, min_length=1, description="temperatures of F, S, C_V (K), each >= 0", examples=[[0, 75, 150, 300, 600]]
+    )
+    mesh: list[int] | float = Field(
+        100.0,
+        description="BZ mesh for thermal properties, DOS and mesh metrics: 3 positive integers, or phonopy's "
+        "length-based density (Å, > 0)",
+        examples=[100.0, [8, 8, 8]],
+    )
+    band_npoints: int = Field(51, ge=2, description="points per band-path segment (>= 2)", examples=[51])
+    subtract_drift: bool = Field(True, description="subtract the mean force of each displaced supercell before fitting")
+    symmetrize_fc: bool = Field(True, description="phonopy's translational / permutational symmetrization of the force constants")
+
+    @field_validator("temperatures_K", mode="before")
+    @classmethod
+    def _temperatures(cls, v):
+        v = v.tolist() if hasattr(v, "tolist") else v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v]
+        if isinstance(v, (list, tuple)) and any(isinstance(t, (int, float)) and not isinstance(t, bool) and t < 0 for t in v):
+            raise ValueError(f"temperatures must be >= 0 K, got {list(v)}")
+        return v
+
+    @field_validator("mesh", mode="before")
+    @classmethod
+    def _mesh(cls, v):
+        v = v.tolist() if hasattr(v, "tolist") else v
+        if isinstance(v, bool):
+            raise ValueError(f"mesh must be 3 positive integers or a positive length (Å), got {v!r}")
+        if isinstance(v, (int, float)):
+            if not v > 0:
+                raise ValueError(f"mesh length density must be > 0 Å, got {v!r}")
+            return v
+        if isinstance(v, (list, tuple)):
+            if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and float(x).is_integer() and x > 0 for x in v):
+                raise ValueError(f"mesh must be 3 positive integers (or one positive length in Å), got {list(v)}")
+            return [int(x) for x in v]
+        return v
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = self.model_dump()
         d["temperatures_K"] = list(map(float, self.temperatures_K))
         d["mesh"] = self.mesh if isinstance(self.mesh, (int, float)) else list(self.mesh)
         return d
-
-
-def make_phonopy(unitcell: Atoms, supercell_matrix, primitive_matrix=None, symprec: float = 1e-5):
-    """A :class:`phonopy.Phonopy` for ``unitcell`` (masses kept)."""
-    import phonopy
-
-    return phonopy.Phonopy(
-        atoms_to_phonopy(unitcell),
-        supercell_matrix=np.asarray(supercell_matrix),
-        primitive_matrix=None if primitive_matrix is None else np.asarray(primitive_matrix, dtype=float),
-        symprec=symprec,
-    )
-
-
-def make_displacements(
-    unitcell: Atoms, supercell_matrix, primitive_matrix=None, *, distance_A: float = 0.01, symprec: float = 1e-5
-):
-    """Symmetry-reduced finite displacements; returns ``(phonon, displaced_supercells)``."""
-    ph = make_phonopy(unitcell, supercell_matrix, primitive_matrix, symprec)
-    ph.generate_displacements(distance=distance_A)
-    return ph, [phonopy_to_atoms(sc) for sc in ph.supercells_with_displacements]
 
 
 def produce_force_constants(
@@ -119,7 +136,7 @@ def commensurate_qpoints(phonon, convention: str = "mdr") -> np.ndarray:
 def frequencies_at(phonon, qpoints: np.ndarray) -> np.ndarray:
     """Frequencies (THz), shape (n_q, n_bands), ascending per q."""
     phonon.run_qpoints(np.asarray(qpoints, dtype=float))
-    return np.array(phonon.get_qpoints_dict()["frequencies"])
+    return np.array(phonon.qpoints.frequencies)
 
 
 def stability(qpoints: np.ndarray, frequencies_THz: np.ndarray) -> dict:
@@ -166,11 +183,11 @@ def band_structure(phonon, path: dict) -> dict:
     are evaluated on the same fractional q-points)."""
     bands = [np.asarray(b, dtype=float) for b in path["qpoints"]]
     phonon.run_band_structure(bands, labels=path["labels"], path_connections=path["path_connections"])
-    bs = phonon.get_band_structure_dict()
+    bs = phonon.band_structure
     return {
-        "qpoints": [np.asarray(q).tolist() for q in bs["qpoints"]],
-        "distances": [np.asarray(d).tolist() for d in bs["distances"]],
-        "frequencies_THz": [np.asarray(f).tolist() for f in bs["frequencies"]],
+        "qpoints": [np.asarray(q).tolist() for q in bs.qpoints],
+        "distances": [np.asarray(d).tolist() for d in bs.distances],
+        "frequencies_THz": [np.asarray(f).tolist() for f in bs.frequencies],
         "labels": list(path["labels"]),
         "path_connections": list(path["path_connections"]),
     }
@@ -179,12 +196,12 @@ def band_structure(phonon, path: dict) -> dict:
 def run_mesh(phonon, mesh) -> dict:
     """Frequencies on a Γ-centred BZ mesh with symmetry reduction (q-points, weights, THz)."""
     phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
-    m = phonon.get_mesh_dict()
+    m = phonon.mesh
     return {
-        "mesh": [int(x) for x in phonon.mesh.mesh_numbers],
-        "qpoints": np.asarray(m["qpoints"]),
-        "weights": np.asarray(m["weights"]),
-        "frequencies_THz": np.asarray(m["frequencies"]),
+        "mesh": [int(x) for x in m.mesh_numbers],
+        "qpoints": np.asarray(m.qpoints),
+        "weights": np.asarray(m.weights),
+        "frequencies_THz": np.asarray(m.frequencies),
     }
 
 
@@ -198,12 +215,12 @@ def thermal_properties(phonon, temperatures_K: Sequence[float], mesh) -> Thermal
         # excluding them would no longer reproduce the stored MDR values (docs/metrics.md).
         warnings.filterwarnings("ignore", message=".*acoustic mode.*at Gamma")
         phonon.run_thermal_properties(temperatures=np.asarray(temperatures_K, dtype=float))
-    tp = phonon.get_thermal_properties_dict()
+    tp = phonon.thermal_properties
     return ThermalProperties(
-        temperatures_K=np.asarray(tp["temperatures"], dtype=float),
-        free_energy_kJ_per_mol=np.asarray(tp["free_energy"], dtype=float),
-        entropy_J_per_K_mol=np.asarray(tp["entropy"], dtype=float),
-        heat_capacity_J_per_K_mol=np.asarray(tp["heat_capacity"], dtype=float),
+        temperatures_K=np.asarray(tp.temperatures, dtype=float),
+        free_energy_kJ_per_mol=np.asarray(tp.free_energy, dtype=float),
+        entropy_J_per_K_mol=np.asarray(tp.entropy, dtype=float),
+        heat_capacity_J_per_K_mol=np.asarray(tp.heat_capacity, dtype=float),
     )
 
 
@@ -211,60 +228,26 @@ def total_dos(phonon, mesh, freq_pitch_THz: float = 0.05) -> dict:
     """Total phonon DOS (states/THz per primitive cell) on ``mesh``."""
     phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
     phonon.run_total_dos(freq_pitch=freq_pitch_THz)
-    d = phonon.get_total_dos_dict()
-    return {"frequency_points_THz": np.asarray(d["frequency_points"]), "total_dos": np.asarray(d["total_dos"])}
+    d = phonon.total_dos
+    return {"frequency_points_THz": np.asarray(d.frequency_points), "total_dos": np.asarray(d.dos)}
 
 
-@dataclass
-class PhononResult:
-    """Everything the benchmark compares, for one material and one model (or the reference)."""
+class PhononResult(Document):
+    """Everything the benchmark compares, for one material and one model (or the reference).
 
-    thermal: ThermalProperties
-    commensurate_qpoints: np.ndarray
-    commensurate_frequencies_THz: np.ndarray
-    omega_max_K: float
-    stability: dict
-    band_structure: dict | None = None
-    dos: dict | None = None
-    mesh: dict | None = None
-    extra: dict = field(default_factory=dict)
+    ``band_structure``, ``dos`` and ``mesh`` are dicts of numpy arrays (see :func:`band_structure`,
+    :func:`total_dos`, :func:`run_mesh`); each is stored as one compressed blob.
+    """
 
-    def as_dict(self) -> dict:
-        def tolist(x):
-            if isinstance(x, dict):
-                return {k: tolist(v) for k, v in x.items()}
-            return np.asarray(x).tolist() if isinstance(x, np.ndarray) else x
-
-        return {
-            "thermal": self.thermal.as_dict(),
-            "commensurate_qpoints": tolist(self.commensurate_qpoints),
-            "commensurate_frequencies_THz": tolist(self.commensurate_frequencies_THz),
-            "omega_max_K": float(self.omega_max_K),
-            "stability": self.stability,
-            "band_structure": self.band_structure,
-            "dos": tolist(self.dos),
-            "mesh": tolist(self.mesh),
-            "extra": self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PhononResult":
-        def arr(x):
-            if isinstance(x, dict):
-                return {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in x.items()}
-            return x
-
-        return cls(
-            thermal=ThermalProperties.from_dict(d["thermal"]),
-            commensurate_qpoints=np.asarray(d["commensurate_qpoints"]),
-            commensurate_frequencies_THz=np.asarray(d["commensurate_frequencies_THz"]),
-            omega_max_K=float(d["omega_max_K"]),
-            stability=d["stability"],
-            band_structure=d.get("band_structure"),
-            dos=arr(d.get("dos")),
-            mesh=arr(d.get("mesh")),
-            extra=d.get("extra", {}),
-        )
+    thermal: ThermalProperties = Field(description="F (kJ/mol), S and C_V (J/K/mol) per mole of primitive cells")
+    commensurate_qpoints: Array = Field(description="commensurate q-points (fractional, primitive reciprocal basis)")
+    commensurate_frequencies_THz: Array = Field(description="frequencies at the commensurate q-points (THz)")
+    omega_max_K: float = Field(description="maximum commensurate frequency (K)")
+    stability: dict = Field(description="MDR stability verdict and the minimum Γ acoustic / optical / other frequencies (K)")
+    band_structure: ArrayTree = Field(None, description="band path: qpoints, distances, frequencies_THz, labels")
+    dos: ArrayTree = Field(None, description="total DOS: frequency_points_THz, total_dos (states/THz per primitive cell)")
+    mesh: ArrayTree = Field(None, description="BZ mesh: mesh numbers, qpoints, weights, frequencies_THz")
+    extra: dict = Field(default_factory=dict)
 
 
 def analyze_phonons(

@@ -66,7 +66,7 @@ def _as_result(x):
     if isinstance(x, PhononResult):
         return x
     if isinstance(x, Mapping):
-        return PhononResult.from_dict(dict(x))
+        return PhononResult.model_validate({k: v for k, v in x.items() if not str(k).startswith("@")})
     raise TypeError(f"expected a PhononResult or its as_dict() form, got {type(x).__name__}")
 
 

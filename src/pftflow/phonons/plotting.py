@@ -41,8 +41,8 @@ def _bands_dict(x, which: str) -> dict:
         bs = x.band_structure
     elif isinstance(x, Mapping) and "frequencies_THz" in x and "distances" in x:
         bs = x
-    elif isinstance(x, Mapping):
-        bs = x.get("band_structure")
+    elif isinstance(x, Mapping) and "band_structure" in x:
+        bs = PhononResult.model_validate({k: v for k, v in x.items() if not str(k).startswith("@")}).band_structure  # a stored / dumped PhononResult
     else:
         raise TypeError(f"{which}: expected a PhononResult or dict, got {type(x).__name__}")
     if not bs:

@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-@dataclass
-class RelaxSettings:
+def _ase_optimizers() -> tuple[str, ...]:
+    """Names of the ASE optimizer classes (``ase.optimize``) ``optimizer`` may name."""
+    from ase import optimize
+    from ase.optimize.optimize import Optimizer
+
+    return tuple(n for n in dir(optimize) if isinstance(getattr(optimize, n), type) and issubclass(getattr(optimize, n), Optimizer))
+
+
+class RelaxSettings(BaseModel):
     """Relaxation protocol.
 
     ``fmax_eV_per_A``: force criterion (eV/Å); ``steps``: max optimizer steps per stage;
@@ -25,15 +33,30 @@ class RelaxSettings:
     (6 booleans, Voigt) or None for all components.
     """
 
-    fmax_eV_per_A: float = 1e-3
-    steps: int = 500
-    restarts: int = 0
-    relax_cell: bool = True
-    fix_symmetry: bool = True
-    symprec: float = 1e-5
-    two_stage: bool = False
-    cell_mask: list[bool] | None = None
-    optimizer: str = "FIRE"
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    fmax_eV_per_A: float = Field(1e-3, gt=0, description="force convergence criterion (eV/Å), > 0", examples=[1e-3])
+    steps: int = Field(500, ge=0, description="maximum optimizer steps per stage (>= 0)", examples=[500])
+    restarts: int = Field(0, ge=0, description="extra full restarts when not converged (>= 0)", examples=[0])
+    relax_cell: bool = Field(True, description="relax the cell too (ASE FrechetCellFilter)")
+    fix_symmetry: bool = Field(True, description="keep the space group (ASE FixSymmetry)")
+    symprec: float = Field(1e-5, gt=0, description="symmetry tolerance of FixSymmetry and spglib (Å), > 0", examples=[1e-5])
+    two_stage: bool = Field(False, description="after the cell stage, a positions-only stage (k_SRME)")
+    cell_mask: list[bool] | None = Field(
+        None, min_length=6, max_length=6, description="FrechetCellFilter mask: 6 booleans (Voigt order) or null for all", examples=[[True, True, True, False, False, False]]
+    )
+    optimizer: str = Field("FIRE", description="ASE optimizer class name (ase.optimize), e.g. FIRE, BFGS, LBFGS", examples=["FIRE"])
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        names = _ase_optimizers()
+        if v not in names:
+            raise ValueError(f"unknown ASE optimizer {v!r}; choose one of {list(names)}")
+        return v
+
+    def as_dict(self) -> dict:
+        return self.model_dump()
 
     @classmethod
     def mdr(cls, **kw) -> "RelaxSettings":

@@ -19,26 +19,84 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pftflow.training.models import EnergyModel
 
 MODES = ("full", "frozen", "delta", "lora")
 
 
-@dataclass
-class FinetuneSpec:
-    """How to fine-tune: ``mode`` in full / frozen / delta / lora; ``freeze``: layer groups or parameter-name
-    patterns kept fixed (any mode); LoRA ``lora_rank`` and ``lora_alpha`` (scaling alpha/rank)."""
 
-    mode: str = "full"
-    freeze: list[str] = field(default_factory=list)
-    lora_rank: int = 4
-    lora_alpha: float = 1.0
+
+
+class FinetuneMode(BaseModel):
+    """How to fine-tune: ``mode`` in full / frozen / delta / lora; ``freeze``: layer groups or parameter-name
+    patterns kept fixed (any mode); LoRA ``lora_rank`` and ``lora_alpha`` (scaling alpha/rank).
+
+    Also importable as ``FinetuneSpec`` (its former name; ``pftflow.spec.FinetuneSpec`` is the campaign spec)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    mode: Literal["full", "frozen", "delta", "lora"] = Field(
+        "full", description="what trains: full (all parameters) | frozen (all but `freeze`) | delta (W0 + ΔW, L2-SP) | lora (low-rank adapters)"
+    )
+    freeze: list[str] = Field(
+        default_factory=list,
+        description="layer groups (embedding, layer0 ... layerK, readout) or fnmatch patterns of parameter names kept fixed; "
+        "required for mode frozen",
+        examples=[["embedding", "layer0"]],
+    )
+    lora_rank: int = Field(4, ge=1, description="LoRA rank (>= 1; mode lora only)", examples=[4])
+    lora_alpha: float = Field(1.0, gt=0, description="LoRA scaling alpha (> 0; adapters scaled by alpha / rank; mode lora only)", examples=[1.0])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"mode": v} if isinstance(v, str) else v
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, v):
+        if isinstance(v, str) and v not in MODES:
+            import difflib
+
+            hint = difflib.get_close_matches(v.lower(), MODES, n=1)
+            err = ValueError(f"unknown fine-tuning mode {v!r}" + (f"; did you mean {hint[0]!r}?" if hint else "") + f"; choose one of {MODES}")
+            err.example = f"mode: {hint[0] if hint else 'full'}"  # shown by pftflow.spec errors
+            raise err
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.mode == "frozen" and not self.freeze:
+            err = ValueError("mode 'frozen' needs 'freeze': layer groups (embedding, layer0 ... layerK, readout) or parameter-name patterns")
+            err.example = "finetune: {mode: frozen, freeze: [embedding, layer0]}"  # shown by pftflow.spec errors
+            raise err
+        if any(not f.strip() for f in self.freeze):
+            raise ValueError("'freeze' entries must be non-empty group names or patterns")
+        if self.mode != "lora":
+            default = type(self).model_fields
+            changed = [k for k in ("lora_rank", "lora_alpha") if getattr(self, k) != default[k].default]
+            if changed:
+                raise ValueError(f"{' and '.join(changed)} only appl{'y' if len(changed) > 1 else 'ies'} to mode 'lora', but mode is {self.mode!r}")
+        return self
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
+
+    # mapping protocol, so that ``FinetuneSpec(**spec)`` and ``dict(spec)`` keep working on an instance
+    def keys(self):
+        return type(self).model_fields.keys()
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+#: the name the training code uses
+FinetuneSpec = FinetuneMode
 
 
 class DeltaParameters(torch.nn.Module):

@@ -20,72 +20,57 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
+from pydantic import Field, field_validator, model_validator
 
-from pftflow.materials.structures import atoms_to_dict, dict_to_atoms, phonopy_to_atoms
+from pftflow.identity import material_id_from_path
+from pftflow.materials.structures import phonopy_to_atoms
+from pftflow.serialization import Array, Document, Structure, atoms_to_dict
 
 
-@dataclass
-class LabelledStructure:
-    """One training structure; any target may be ``None``."""
+class LabelledStructure(Document):
+    """One training structure; any target may be ``None`` (a missing or non-finite energy is ``None``).
 
-    atoms: Atoms
-    energy_eV: float | None = None
-    forces_eV_per_A: np.ndarray | None = None
-    stress_eV_per_A3: np.ndarray | None = None
-    hessian_eV_per_A2: np.ndarray | None = None
-    material_id: str = ""
-    kind: str = ""  # phonon_reference | displacement | rattled | upstream
+    A pydantic document: arrays are stored as compressed blobs (:mod:`pftflow.serialization`) and read back
+    bit for bit.  Positional construction ``LabelledStructure(atoms, energy, forces, stress, hessian)`` is kept.
+    """
 
-    def __post_init__(self):
-        if self.energy_eV is not None and not math.isfinite(float(self.energy_eV)):
-            self.energy_eV = None
+    atoms: Structure = Field(description="the structure (cell and positions in Å, masses in amu)")
+    energy_eV: float | None = Field(None, description="energy target (eV); None when unknown")
+    forces_eV_per_A: Array | None = Field(None, description="force targets (eV/Å), shape (N, 3)")
+    stress_eV_per_A3: Array | None = Field(None, description="stress target (eV/Å³, ASE sign, positive = tensile), 3x3")
+    hessian_eV_per_A2: Array | None = Field(None, description="Hessian target d²E/dr dr (eV/Å², not mass-weighted), (3N, 3N)")
+    material_id: str = Field("", description="material id the structure comes from")
+    kind: str = Field("", description="phonon_reference | displacement | rattled | upstream")
+
+    def __init__(self, atoms=None, energy_eV=None, forces_eV_per_A=None, stress_eV_per_A3=None, hessian_eV_per_A2=None, **kw):
+        super().__init__(
+            atoms=atoms, energy_eV=energy_eV, forces_eV_per_A=forces_eV_per_A, stress_eV_per_A3=stress_eV_per_A3,
+            hessian_eV_per_A2=hessian_eV_per_A2, **kw,
+        )
+
+    @field_validator("energy_eV", mode="before")
+    @classmethod
+    def _energy(cls, v):
+        if v is None:
+            return None
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        n = len(self.atoms)
         if self.stress_eV_per_A3 is not None:
             self.stress_eV_per_A3 = voigt_to_matrix(self.stress_eV_per_A3)
-        n = len(self.atoms)
         if self.forces_eV_per_A is not None:
             self.forces_eV_per_A = np.asarray(self.forces_eV_per_A, dtype=float).reshape(n, 3)
         if self.hessian_eV_per_A2 is not None:
             self.hessian_eV_per_A2 = np.asarray(self.hessian_eV_per_A2, dtype=float).reshape(3 * n, 3 * n)
-
-    # serialization: big arrays under keys the store sends to the additional "data" store
-    def as_dict(self) -> dict:
-        def arr(x):
-            return None if x is None else np.asarray(x, dtype=float).tolist()
-
-        return {
-            "atoms": atoms_to_dict(self.atoms),
-            "energy_eV": self.energy_eV,
-            "forces_eV_per_A": arr(self.forces_eV_per_A),
-            "stress_eV_per_A3": arr(self.stress_eV_per_A3),
-            "hessian_eV_per_A2": arr(self.hessian_eV_per_A2),
-            "material_id": self.material_id,
-            "kind": self.kind,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LabelledStructure":
-        def arr(x):
-            return None if x is None else np.asarray(x, dtype=float)
-
-        return cls(
-            atoms=dict_to_atoms(d["atoms"]),
-            energy_eV=d.get("energy_eV"),
-            forces_eV_per_A=arr(d.get("forces_eV_per_A")),
-            stress_eV_per_A3=arr(d.get("stress_eV_per_A3")),
-            hessian_eV_per_A2=arr(d.get("hessian_eV_per_A2")),
-            material_id=d.get("material_id", ""),
-            kind=d.get("kind", ""),
-        )
-
-
-#: output keys whose values are large arrays (``@job(data=LARGE_KEYS)`` puts them in the "data" store)
-LARGE_KEYS = ["hessian_eV_per_A2", "forces_eV_per_A"]
+        return self
 
 
 def voigt_to_matrix(s) -> np.ndarray:
@@ -101,21 +86,31 @@ def voigt_to_matrix(s) -> np.ndarray:
     raise ValueError(f"stress must have 6, 9 or 3x3 entries, got shape {s.shape}")
 
 
+def _hash_record(s: LabelledStructure) -> dict:
+    """Canonical JSON form of a structure for :func:`dataset_hash`: plain lists, independent of how the store
+    encodes arrays (blob compression may differ between zlib versions); the same form as before issue 7, so
+    the data hash of a training set did not change."""
+
+    def arr(x):
+        return None if x is None else np.asarray(x, dtype=float).tolist()
+
+    return {
+        "atoms": atoms_to_dict(s.atoms),
+        "energy_eV": s.energy_eV,
+        "forces_eV_per_A": arr(s.forces_eV_per_A),
+        "stress_eV_per_A3": arr(s.stress_eV_per_A3),
+        "hessian_eV_per_A2": arr(s.hessian_eV_per_A2),
+        "material_id": s.material_id,
+        "kind": s.kind,
+    }
+
+
 def dataset_hash(structures: Sequence[LabelledStructure]) -> str:
-    """SHA-256 of the training data (structures and targets, rounded to 1e-10) for provenance."""
+    """SHA-256 of the training data (structures and targets, full precision) for provenance."""
     h = hashlib.sha256()
     for s in structures:
-        d = s.as_dict()
-        h.update(json.dumps(d, sort_keys=True, default=lambda x: round(float(x), 10)).encode())
+        h.update(json.dumps(_hash_record(s), sort_keys=True, default=lambda x: round(float(x), 10)).encode())
     return h.hexdigest()
-
-
-def structures_to_dicts(structures: Sequence[LabelledStructure]) -> list[dict]:
-    return [s.as_dict() for s in structures]
-
-
-def structures_from_dicts(dicts: Sequence[dict]) -> list[LabelledStructure]:
-    return [LabelledStructure.from_dict(d) for d in dicts]
 
 
 # ----------------------------------------------------------------------------------------- references
@@ -155,15 +150,19 @@ def hessian_to_fc(h: np.ndarray) -> np.ndarray:
     return np.asarray(h).reshape(n, 3, n, 3).transpose(0, 2, 1, 3)
 
 
-def _material_id(ref: Any, default: str) -> str:
+def material_id_of(ref: Any, default: str = "") -> str:
+    """Material id of a reference: its ``material_id`` when it has one, the file-name rule of
+    :func:`pftflow.identity.material_id_from_path` for a path, else ``default``."""
     mid = getattr(ref, "material_id", None)
     if mid:
         return str(mid)
     if isinstance(ref, (str, os.PathLike)):
-        p = Path(ref)
-        name = p.name.split(".")[0]
-        return p.parent.name if name in ("phonopy", "phonopy_params") else name
+        return material_id_from_path(ref)
     return default
+
+
+#: old private name, still imported by :mod:`pftflow.training.evaluate`
+_material_id = material_id_of
 
 
 def from_phonon_reference(ref: Any, material_id: str | None = None) -> list[LabelledStructure]:
@@ -180,7 +179,7 @@ def from_phonon_reference(ref: Any, material_id: str | None = None) -> list[Labe
             forces_eV_per_A=np.zeros((n, 3)),
             stress_eV_per_A3=np.zeros((3, 3)),
             hessian_eV_per_A2=fc_to_hessian(_full_fc(ph)),
-            material_id=material_id or _material_id(ref, "material"),
+            material_id=material_id or material_id_of(ref, "material"),
             kind="phonon_reference",
         )
     ]
@@ -192,14 +191,14 @@ def from_displacements(ref: Any, material_id: str | None = None) -> list[Labelle
     ph = load_phonopy(ref)
     forces = ph.forces
     if forces is None:
-        raise ValueError(f"{_material_id(ref, 'reference')}: the displacement dataset has no forces")
+        raise ValueError(f"{material_id_of(ref, 'reference')}: the displacement dataset has no forces")
     energies = None
     ds = ph.dataset or {}
     if ds.get("supercell_energies") is not None:
         energies = np.asarray(ds["supercell_energies"], dtype=float)
     elif "first_atoms" in ds and all("supercell_energy" in fa for fa in ds["first_atoms"]):
         energies = np.array([fa["supercell_energy"] for fa in ds["first_atoms"]], dtype=float)
-    mid = material_id or _material_id(ref, "material")
+    mid = material_id or material_id_of(ref, "material")
     out = []
     for k, sc in enumerate(ph.supercells_with_displacements):
         out.append(
@@ -333,13 +332,19 @@ def build_training_set(spec: dict) -> list[LabelledStructure]:
     return out
 
 
-@dataclass
-class TrainingData:
-    """Train / validation / co-training structures as handed to the trainer."""
+class TrainingData(Document):
+    """Train / validation / co-training structures as handed to the trainer (``TrainingData(train, valid,
+    cotrain)`` positionally, as before)."""
 
-    train: list[LabelledStructure]
-    valid: list[LabelledStructure] = field(default_factory=list)
-    cotrain: list[LabelledStructure] = field(default_factory=list)
+    train: list[LabelledStructure] = Field(description="phonon (Hessian) and other training structures")
+    valid: list[LabelledStructure] = Field(default_factory=list, description="validation structures (empty: validate on train)")
+    cotrain: list[LabelledStructure] = Field(default_factory=list, description="upstream E/F/σ co-training structures")
+
+    def __init__(self, train=None, valid=None, cotrain=None, **kw):
+        super().__init__(train=list(train or []), valid=list(valid or []), cotrain=list(cotrain or []), **kw)
 
     def data_hash(self) -> str:
         return dataset_hash(list(self.train) + list(self.valid) + list(self.cotrain))
+
+    def counts(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "cotrain": len(self.cotrain)}

@@ -1,11 +1,17 @@
 """Evaluation of (fine-tuned) models against reference phonons - pure functions on phonopy objects.
 
-* :func:`model_force_constants` - force constants (n, n, 3, 3) eV/Å² of an energy model or a ``pftflow``
-  ForceCalculator by finite displacements on the reference supercell (phonopy, symmetry-reduced).
-* :func:`force_constant_mae` - MAE (eV/Å²) between model and reference force constants.
-* :func:`phonon_comparison` - MDR-style metrics at 300 K (ω_max THz, S and C_V J/K/mol, F kJ/mol) and
-  BZ-mesh frequency MAE (THz), model vs reference, both from phonopy with the same settings.
-* :func:`force_errors` - energy (eV/atom) and force (eV/Å) MAEs of a model on labelled structures.
+* :func:`model_phonopy` - phonopy object of the reference cell with the model's force constants, built by the
+  benchmark's own finite-displacement functions (:mod:`pftflow.phonons.harmonic`).
+* :func:`model_force_constants` / :func:`force_constant_mae` - model force constants (n, n, 3, 3) eV/Å² and their
+  MAE (eV/Å²) against the reference's.
+* :func:`phonon_comparison` - the phonon benchmark's MDR metrics of one model on one material
+  (:func:`pftflow.phonons.metrics.material_metrics`: ω_max in K at the commensurate q-points, S / F / C_V at
+  300 K, stability, q-point-weighted BZ-mesh frequency MAE / RMSE, band RMSE) plus the force-constant MAE.
+  Several materials: :func:`pftflow.phonons.metrics.summarize` over the rows.
+* :func:`force_errors` - energy (eV/atom) and force (eV/Å) MAEs of a model on labelled (co-training) structures.
+
+Unlike a benchmark campaign, the model is evaluated on the reference cell as given (no relaxation with the model),
+so the numbers measure the force constants alone.
 """
 
 from __future__ import annotations
@@ -13,10 +19,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from pftflow.materials.structures import phonopy_to_atoms
-from pftflow.training.data import LabelledStructure, load_phonopy
+from pftflow.training.data import LabelledStructure, _material_id, as_reference
 
 
 def model_forces(model, structures) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -38,55 +43,77 @@ def model_forces(model, structures) -> tuple[np.ndarray, list[np.ndarray]]:
     return np.asarray(res.energies_eV), [np.asarray(f) for f in res.forces_eV_per_A]
 
 
-def model_phonopy(model, reference: Any, distance_A: float = 0.01):
-    """Phonopy object of the reference cell/supercell with the model's force constants (eV/Å², full),
-    built with the benchmark's own displacement / drift-subtraction / symmetrization functions."""
-    from pftflow.phonons.harmonic import make_displacements, produce_force_constants
+def reference_phonopy(reference: Any, settings=None):
+    """Phonopy object with the reference force constants, built as the benchmark's reference analysis builds it
+    (``PhononReference.to_phonopy`` with the settings' ``symmetrize_fc`` / ``symprec``).  ``reference``: a path,
+    a ``PhononReference``, or a :class:`phonopy.Phonopy` with force constants (used as is)."""
+    from pftflow.phonons.harmonic import PhononSettings
 
-    ref_ph = load_phonopy(reference)
-    ph, structs = make_displacements(
-        phonopy_to_atoms(ref_ph.unitcell), ref_ph.supercell_matrix, ref_ph.primitive_matrix, distance_A=distance_A
+    s = settings or PhononSettings()
+    ref = as_reference(reference)
+    if hasattr(ref, "to_phonopy"):
+        return ref.to_phonopy(symmetrize_fc=s.symmetrize_fc, symprec=s.symprec)
+    return ref
+
+
+def model_phonopy(model, reference: Any, settings=None):
+    """``(model_phonon, reference_phonon)``: phonopy objects of the reference cell/supercell, the first with the
+    model's force constants (eV/Å², full) from the benchmark's displacement / drift-subtraction / symmetrization
+    functions with ``settings`` (:class:`~pftflow.phonons.harmonic.PhononSettings`, defaults if ``None``)."""
+    from pftflow.phonons.harmonic import PhononSettings, produce_force_constants
+    from pftflow.sampling import fc2_displacements
+
+    s = settings or PhononSettings()
+    ref_ph = reference_phonopy(reference, s)
+    ph, structs = fc2_displacements(
+        phonopy_to_atoms(ref_ph.unitcell),
+        ref_ph.supercell_matrix,
+        ref_ph.primitive_matrix,
+        distance_A=s.displacement_A,
+        symprec=s.symprec,
     )
     _, forces = model_forces(model, structs)
-    produce_force_constants(ph, forces)
+    produce_force_constants(ph, forces, subtract_drift=s.subtract_drift, symmetrize=s.symmetrize_fc)
     return ph, ref_ph
 
 
-def model_force_constants(model, reference: Any, distance_A: float = 0.01) -> np.ndarray:
-    return np.asarray(model_phonopy(model, reference, distance_A)[0].force_constants)
-
-
-def force_constant_mae(model, reference: Any, distance_A: float = 0.01) -> float:
-    """MAE (eV/Å²) over all supercell force-constant entries, model vs reference."""
-    ph, ref_ph = model_phonopy(model, reference, distance_A)
+def _fc_mae(ph, ref_ph) -> float:
     return float(np.abs(np.asarray(ph.force_constants) - np.asarray(ref_ph.force_constants)).mean())
 
 
-def _props(ph, mesh, t_K: float) -> dict:
-    ph.run_mesh(mesh, with_eigenvectors=False, is_mesh_symmetry=False)
-    freqs = np.asarray(ph.get_mesh_dict()["frequencies"])
-    ph.run_thermal_properties(temperatures=[t_K])
-    tp = ph.get_thermal_properties_dict()
-    return {
-        "frequencies_THz": freqs,
-        "omega_max_THz": float(freqs.max()),
-        "free_energy_kJ_per_mol": float(tp["free_energy"][0]),
-        "entropy_J_per_K_mol": float(tp["entropy"][0]),
-        "heat_capacity_J_per_K_mol": float(tp["heat_capacity"][0]),
-    }
+def model_force_constants(model, reference: Any, settings=None) -> np.ndarray:
+    return np.asarray(model_phonopy(model, reference, settings)[0].force_constants)
 
 
-def phonon_comparison(model, reference: Any, mesh=(10, 10, 10), temperature_K: float = 300.0, distance_A: float = 0.01) -> dict:
-    """Model vs reference: ω_max (THz), F (kJ/mol), S, C_V (J/K/mol) at ``temperature_K``, mesh-frequency MAE (THz),
-    force-constant MAE (eV/Å²).  Thermal properties per mole of primitive cells (phonopy)."""
-    ph, ref_ph = model_phonopy(model, reference, distance_A)
-    m, r = _props(ph, mesh, temperature_K), _props(ref_ph, mesh, temperature_K)
-    out: dict[str, Any] = {"mesh": list(mesh), "temperature_K": temperature_K}
-    for k in ("omega_max_THz", "free_energy_kJ_per_mol", "entropy_J_per_K_mol", "heat_capacity_J_per_K_mol"):
-        out[k] = {"model": m[k], "reference": r[k], "abs_error": abs(m[k] - r[k])}
-    out["mesh_frequency_mae_THz"] = float(np.abs(m["frequencies_THz"] - r["frequencies_THz"]).mean())
-    out["force_constant_mae_eV_per_A2"] = float(np.abs(np.asarray(ph.force_constants) - np.asarray(ref_ph.force_constants)).mean())
-    return out
+def force_constant_mae(model, reference: Any, settings=None) -> float:
+    """MAE (eV/Å²) over all supercell force-constant entries, model vs reference."""
+    return _fc_mae(*model_phonopy(model, reference, settings))
+
+
+def phonon_comparison(model, reference: Any, settings=None, *, with_bands: bool = True) -> dict:
+    """MDR metrics of ``model`` on one reference material, defined as in the phonon benchmark.
+
+    Both phonopy objects are analysed by :func:`pftflow.phonons.harmonic.analyze_phonons` with the same
+    ``settings`` (:class:`~pftflow.phonons.harmonic.PhononSettings`; the model uses the reference's mesh numbers
+    and band path, as a campaign does) and compared by :func:`pftflow.phonons.metrics.material_metrics`, so the
+    fields and units are those of ``docs/metrics.md`` (e.g. ``omega_max_abs_error_K``,
+    ``entropy_abs_error_300K_J_per_K_mol``, ``mesh_mae_THz``).  Added: ``material_id``, ``failed`` (False) and
+    ``force_constant_mae_eV_per_A2``.  The returned rows feed :func:`pftflow.phonons.metrics.summarize`.
+    """
+    from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, band_path
+    from pftflow.phonons.metrics import material_metrics
+
+    s = settings or PhononSettings()
+    ref = as_reference(reference)  # read a file once
+    ph, ref_ph = model_phonopy(model, ref, s)
+    path = band_path(ref_ph, s.band_npoints) if with_bands else None
+    ref_res = analyze_phonons(ref_ph, s, band_path_spec=path, with_bands=with_bands, with_dos=False)
+    model_s = s.model_copy(update={"mesh": [int(x) for x in ref_res.mesh["mesh"]]})
+    model_res = analyze_phonons(ph, model_s, band_path_spec=path, with_bands=with_bands, with_dos=False)
+    row: dict[str, Any] = {"material_id": _material_id(ref, "") or _material_id(reference, "material"), "failed": False}
+    row.update(material_metrics(ref_res, model_res))
+    row["force_constant_mae_eV_per_A2"] = _fc_mae(ph, ref_ph)
+    return row
 
 
 def force_errors(model, structures: Sequence[LabelledStructure]) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pftflow.training.models import EnergyModel, GraphBatch
 
@@ -40,14 +41,30 @@ class Targets:
         return any(h is not None for h in self.hessians_eV_per_A2)
 
 
-@dataclass
-class LossWeights:
+
+
+class LossWeights(BaseModel):
     """PFT paper defaults: energy 20, forces 20, stress 5, Hessian 100."""
 
-    energy: float = 20.0
-    forces: float = 20.0
-    stress: float = 5.0
-    hessian: float = 100.0
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    energy: float = Field(20.0, ge=0, description="weight of the energy-per-atom MAE (eV/atom)^-1, >= 0", examples=[20.0])
+    forces: float = Field(20.0, ge=0, description="weight of the mean force-error norm (eV/Å)^-1, >= 0", examples=[20.0])
+    stress: float = Field(5.0, ge=0, description="weight of the stress MAE (eV/Å³)^-1, >= 0", examples=[5.0])
+    hessian: float = Field(100.0, ge=0, description="weight of the Hessian-column MAE (eV/Å²)^-1, >= 0", examples=[100.0])
+
+    @model_validator(mode="after")
+    def _some_positive(self):
+        if not any(w > 0 for w in (self.energy, self.forces, self.stress, self.hessian)):
+            raise ValueError("all loss weights are 0: nothing would be trained")
+        return self
+
+    # mapping protocol, so that ``LossWeights(**weights)`` and ``dict(weights)`` keep working on an instance
+    def keys(self):
+        return type(self).model_fields.keys()
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
 
 
 def predict(

@@ -15,13 +15,15 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pftflow.training.adapters import FinetuneSpec, setup_finetuning, trainable_parameters
 from pftflow.training.data import LabelledStructure, TrainingData
@@ -29,33 +31,58 @@ from pftflow.training.loss import LossWeights, Targets, pft_loss, sample_columns
 from pftflow.training.models import EnergyModel, GraphBatch
 
 
-@dataclass
-class TrainConfig:
+def _all_set(model):
+    """``model`` with every field marked as set (so ``model_dump(exclude_unset=True)`` gives all of them)."""
+    return type(model).model_validate(model.model_dump())
+
+
+class TrainConfig(BaseModel):
     """Hyperparameters (defaults: PFT paper) - lr 1e-4, AdamW wd 1e-3, clip 100, EMA 0.999, weights 20/20/5/100."""
 
-    epochs: int = 10
-    batch_size: int = 1
-    cotrain_batch_size: int | None = None
-    cotrain_ratio: int = 4
-    lr: float = 1e-4
-    weight_decay: float = 1e-3
-    grad_clip: float = 100.0
-    ema_decay: float = 0.999
-    scheduler: str = "constant"  # constant | plateau
-    plateau_factor: float = 0.5
-    plateau_patience: int = 3
-    min_lr: float = 1e-6
-    weights: dict = field(default_factory=lambda: asdict(LossWeights()))
-    columns_per_structure: int = 1
-    seed: int = 0
-    dtype: str = "float32"
-    device: str | None = None
-    finetune: dict = field(default_factory=lambda: FinetuneSpec().as_dict())
-    progress: bool = True
-    resume: bool = True
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    epochs: int = Field(10, ge=0, description="training epochs (>= 0)", examples=[4])
+    batch_size: int = Field(1, ge=1, description="phonon structures per batch (>= 1)", examples=[1])
+    cotrain_batch_size: int | None = Field(None, ge=1, description="co-training structures per batch (>= 1; null = batch_size)", examples=[4])
+    cotrain_ratio: int = Field(4, ge=0, description="upstream E/F/σ batches after each phonon batch (>= 0; 0 = no co-training)", examples=[4])
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (> 0)", examples=[1e-4])
+    weight_decay: float = Field(1e-3, ge=0, description="AdamW weight decay (>= 0; acts on ΔW only in mode delta)", examples=[1e-3])
+    grad_clip: float = Field(100.0, gt=0, description="gradient-norm clipping threshold (> 0)", examples=[100.0])
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="exponential moving average decay of the weights (0 <= decay < 1)", examples=[0.999])
+    scheduler: Literal["constant", "plateau"] = Field("constant", description="learning-rate schedule: constant | plateau (ReduceLROnPlateau)")
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="plateau: lr factor on a plateau (0 < factor < 1)", examples=[0.5])
+    plateau_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing lr (>= 0)", examples=[3])
+    min_lr: float = Field(1e-6, ge=0, description="plateau: lowest learning rate (>= 0)", examples=[1e-6])
+    weights: LossWeights = Field(
+        default_factory=lambda: _all_set(LossWeights()),
+        description="loss weights {energy, forces, stress, hessian} (PFT: 20 / 20 / 5 / 100)",
+        examples=[{"energy": 20.0, "forces": 20.0, "stress": 5.0, "hessian": 100.0}],
+    )
+    columns_per_structure: int = Field(1, ge=1, description="Hessian columns (HVPs) per structure and step (>= 1)", examples=[1])
+    seed: int = Field(0, ge=0, description="random seed of batch order and Hessian columns (>= 0)", examples=[0])
+    dtype: Literal["float32", "float64"] = Field("float32", description="torch dtype of the model: float32 | float64")
+    device: str | None = Field(None, description="torch device: cpu, cuda, cuda:N or mps; null = cuda when available, else cpu", examples=["cuda"])
+    finetune: FinetuneSpec = Field(
+        default_factory=lambda: _all_set(FinetuneSpec()),
+        description="fine-tuning mode {mode: full | frozen | delta | lora, freeze, lora_rank, lora_alpha}",
+        examples=[{"mode": "lora", "lora_rank": 4}],
+    )
+    progress: bool = Field(True, description="show a progress bar per epoch")
+    resume: bool = Field(True, description="continue from <workdir>/checkpoint.pt when present")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", v):
+            raise ValueError(f"unknown torch device {v!r}; use cpu, cuda, cuda:N or mps")
+        return v
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Plain dict; ``weights`` and ``finetune`` hold the keys that were given (all of them by default)."""
+        d = self.model_dump()
+        d["weights"] = self.weights.model_dump(exclude_unset=True)
+        d["finetune"] = self.finetune.model_dump(exclude_unset=True)
+        return d
 
 
 @dataclass

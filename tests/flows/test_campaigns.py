@@ -17,7 +17,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from pftflow.campaign import CampaignSpec, SpecError, load_results, run_campaign
+from pftflow.results import load_results
+from pftflow.run import run_campaign
+from pftflow.spec import SpecError, load_spec
 
 SPEC = """
 name: emt-test
@@ -57,9 +59,9 @@ def _spec(tmp_path, relax_models=False, name="spec.yaml"):
 
 def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    spec = CampaignSpec.from_yaml(_spec(tmp_path))
+    spec = load_spec(_spec(tmp_path))
     summary = run_campaign(spec, progress=False, plots=True)
-    assert summary["failed_jobs"] == 0, summary
+    assert summary.failed_jobs == 0, summary.text()
     res = load_results(spec)
     rows = res["rows"]
     assert [(r["material_id"], r["model"]) for r in rows] == [("Cu", "EMT-same"), ("Al", "EMT-same")]
@@ -69,23 +71,32 @@ def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monk
         assert r["omega_max_K"] > 100  # EMT Cu/Al phonons are a few THz
         assert r["mesh_mae_THz"] == pytest.approx(0.0, abs=1e-9)
         assert r["stable"] and r["stable_ref"]
-    assert len(summary["plots"]) == 2 and all(p.endswith("_bands.png") for p in summary["plots"])
+    assert len(summary.plots) == 2 and all(p.endswith("_bands.png") for p in summary.plots)
 
     # second run: every stage is reused from the store, only the parameters record runs
-    again = run_campaign(CampaignSpec.from_yaml(_spec(tmp_path)), progress=False, plots=False)
-    assert again["reused"]["reference"] == ["Cu", "Al"]
-    assert again["reused"]["model"] == ["Cu/EMT-same", "Al/EMT-same"]
-    assert again["jobs_run"] == 1
+    again = run_campaign(load_spec(_spec(tmp_path)), progress=False, plots=False)
+    assert again.reused["reference"] == ["Cu", "Al"]
+    assert again.reused["model"] == ["Cu/EMT-same", "Al/EMT-same"]
+    assert again.jobs_run == 1
 
 
 def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec_path = _spec(tmp_path, relax_models=True)
-    summary = run_campaign(CampaignSpec.from_yaml(spec_path), progress=False, plots=False)
-    assert summary["failed_jobs"] == 0
+    summary = run_campaign(load_spec(spec_path), progress=False, plots=False)
+    assert summary.failed_jobs == 0, summary.text()
     # the cells above are not EMT's equilibrium, so the relaxed model's phonons differ
-    res = load_results(CampaignSpec.from_yaml(spec_path))
+    res = load_results(load_spec(spec_path))
     assert all(abs(r["omega_max_K"] - r["omega_max_K_ref"]) > 1.0 for r in res["rows"])
+    # same numbers as before the typed-document refactor (values printed by pftflow 0.1, commit 8833778)
+    before = {
+        "Cu": (336.85803695910437, 323.58610125534597, 31.253220000726653, -1.414042896836388, 23.33646839711634, 0.2012975147290911, 0.20845678324258896),
+        "Al": (354.1353770696744, 330.38301433879053, 31.09799864920797, -1.329720641000177, 23.25182759697564, 0.3544027326781078, 0.3692794013516309),
+    }
+    keys = ("omega_max_K", "omega_max_K_ref", "entropy_300K_J_per_K_mol", "free_energy_300K_kJ_per_mol",
+            "heat_capacity_300K_J_per_K_mol", "mesh_mae_THz", "band_rmse_THz")
+    for r in res["rows"]:
+        assert tuple(r[k] for k in keys) == pytest.approx(before[r["material_id"]], rel=1e-10, abs=0)
 
     code = textwrap.dedent(
         f"""
@@ -102,28 +113,43 @@ def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     stored = json.loads(proc.stdout.strip().splitlines()[-1])
     names = set(stored)
-    for stage in ("record_parameters", "reference displacements Cu", "reference forces Cu", "reference analysis Cu",
+    for stage in ("record_parameters", "displacements Cu reference", "forces Cu reference", "analysis Cu reference",
                   "relax Cu EMT-same", "displacements Cu EMT-same", "forces Cu EMT-same", "analysis Cu EMT-same",
                   "compare Cu EMT-same"):
         assert stage in names, f"{stage} missing from the store: {sorted(names)}"
-    assert {"spec", "versions"} <= set(stored["record_parameters"])
+    # every output is a typed document (@class), arrays as blobs
+    assert {"spec", "versions", "@class"} <= set(stored["record_parameters"])
     assert {"structure", "energy_eV", "converged"} <= set(stored["relax Cu EMT-same"])
     assert {"dataset", "supercells"} <= set(stored["displacements Cu EMT-same"])
     assert {"forces_eV_per_A", "energies_eV"} <= set(stored["forces Cu EMT-same"])
-    assert {"force_constants", "result", "settings"} <= set(stored["analysis Cu EMT-same"])
+    assert {"force_constants_eV_per_A2", "result", "settings"} <= set(stored["analysis Cu EMT-same"])
 
 
-def test_spec_errors_name_the_field(tmp_path):
-    p = tmp_path / "bad.yaml"
-    p.write_text("name: x\nmodels: [{backend: nope}]\nmaterials: [a]\n")
-    with pytest.raises(SpecError, match=r"bad.yaml: models\[0\]: 'backend' must be one of"):
-        CampaignSpec.from_yaml(p)
-    p.write_text("name: x\nmodels: [sevennet]\nmaterials: [does/not/exist.yaml]\n")
-    with pytest.raises(SpecError, match="reference_file 'does/not/exist.yaml' does not exist"):
-        CampaignSpec.from_yaml(p)
-    p.write_text("name: x\nmodels: [sevennet]\nmaterials: [{id: A, structure: {cell_A: [[1,0,0]]}}]\nreference: {mode: compute, calculator: {backend: ase, import_path: 'ase.calculators.emt:EMT'}}\n")
-    with pytest.raises(SpecError, match=r"materials\[0\] \(A\): 'structure' needs cell_A"):
-        CampaignSpec.from_yaml(p)
+def test_every_job_carries_identity_and_a_chained_key(tmp_path, monkeypatch):
+    """Jobs are tagged by the maker with campaign, kind, material, model, stage and a content key;
+    the key changes when a setting that determines the output changes, and only downstream."""
+    from pftflow.flows.campaigns import build_phonons
+    from pftflow.store import make_job_store
+
+    monkeypatch.chdir(tmp_path)
+    store = make_job_store(tmp_path / "camp")
+    store.connect()
+    flow, _ = build_phonons(load_spec(_spec(tmp_path)), store)
+    jobs = [j for j, _ in flow.iterflow()]
+    stages = {(j.metadata.get("material_id"), j.metadata.get("model"), j.metadata["stage"]) for j in jobs}
+    assert ("Cu", "reference", "forces") in stages and ("Al", "EMT-same", "compare") in stages
+    assert all(j.metadata["campaign"] == "emt-test" and j.metadata["kind"] == "phonons" for j in jobs)
+    keys = [j.metadata.get("pftflow_key") for j in jobs if j.metadata["stage"] != "parameters"]
+    assert len(set(keys)) == len(keys)  # one key per job
+    text = _spec(tmp_path).read_text().replace("band_npoints: 11", "band_npoints: 13")
+    (tmp_path / "spec2.yaml").write_text(text)
+    flow2, _ = build_phonons(load_spec(tmp_path / "spec2.yaml"), store)
+    by = lambda fl: {(j.metadata.get("material_id"), j.metadata.get("model"), j.metadata["stage"]): j.metadata.get("pftflow_key") for j, _ in fl.iterflow()}  # noqa: E731
+    k1, k2 = by(flow), by(flow2)
+    # band_npoints is an analysis setting: displacements and forces keep their keys, analyses change
+    assert k1[("Cu", "reference", "forces")] == k2[("Cu", "reference", "forces")]
+    assert k1[("Cu", "reference", "analysis")] != k2[("Cu", "reference", "analysis")]
+    store.close()
 
 
 def test_cli_results_json(tmp_path, monkeypatch):
@@ -177,10 +203,10 @@ def test_relaxed_reference_and_identically_relaxed_model_agree(tmp_path, monkeyp
     text = text.replace("  relax_models: true", "  relax_models: true\n  relax: {fmax_eV_per_A: 1.0e-5, steps: 300}")
     p = tmp_path / "spec.yaml"
     p.write_text(text)
-    spec = CampaignSpec.from_yaml(p)
-    assert spec.reference["relax"] == {"fmax_eV_per_A": 1e-5, "steps": 300}
+    spec = load_spec(p)
+    assert spec.reference.relax.fmax_eV_per_A == 1e-5 and spec.reference.relax.steps == 300
     summary = run_campaign(spec, progress=False, plots=False)
-    assert summary["failed_jobs"] == 0, summary
+    assert summary.failed_jobs == 0, summary.text()
     for r in load_results(spec)["rows"]:
         assert r["relax_converged"] is True
         # same minimum to ~1e-5 eV/Å forces: ω_max equal to far better than the 1 K the unrelaxed test sees
@@ -188,18 +214,29 @@ def test_relaxed_reference_and_identically_relaxed_model_agree(tmp_path, monkeyp
         assert r["mesh_mae_THz"] < 1e-3
 
 
+def _broken_calculator():
+    raise RuntimeError("model weights missing: /nowhere/model.pth")
+
+
 def test_failing_model_is_reported_and_others_still_run(tmp_path, monkeypatch):
-    """A model whose calculator cannot be built fails its own jobs only: the exit summary counts
-    the failure (non-zero for the CLI) and the other model's results are complete."""
+    """A model whose calculator fails at run time fails its own jobs only: the summary names the
+    material, model, stage and the reason, the traceback goes to the campaign log (not the
+    terminal), the CLI exits non-zero, and the other model's results are complete."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "brokencalc.py").write_text("def make():\n    raise RuntimeError('model weights missing: /nowhere/model.pth')\n")
     text = SPEC.format(store=tmp_path / "camp", relax_models="false").replace(
-        "models:\n", 'models:\n  - {backend: ase, name: broken, import_path: "ase.calculators.emt:NoSuchCalc"}\n'
+        "models:\n", 'models:\n  - {backend: ase, name: broken, import_path: "brokencalc:make"}\n'
     )
     p = tmp_path / "spec.yaml"
     p.write_text(text)
-    spec = CampaignSpec.from_yaml(p)
+    spec = load_spec(p)
     summary = run_campaign(spec, progress=False, plots=False)
-    assert summary["failed_jobs"] == 2  # the forces job of "broken" on Cu and on Al
-    assert all("forces" in f and "broken" in f for f in summary["job_failures"])
+    assert summary.failed_jobs == 2  # the forces job of "broken" on Cu and on Al
+    assert {(f.material_id, f.model, f.stage) for f in summary.failures} == {("Cu", "broken", "forces"), ("Al", "broken", "forces")}
+    assert all(f.reason == "RuntimeError: model weights missing: /nowhere/model.pth" for f in summary.failures)
+    text = summary.text()
+    assert "FAILED Cu / broken / forces: RuntimeError: model weights missing" in text and "Traceback" not in text
+    assert "Traceback" in open(summary.log_file).read()
     rows = load_results(spec)["rows"]
     assert [(r["material_id"], r["model"]) for r in rows] == [("Cu", "EMT-same"), ("Al", "EMT-same")]

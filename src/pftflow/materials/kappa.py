@@ -1,12 +1,17 @@
-"""Readers for the k_SRME κ benchmark set (phononDB PBE; Póta et al. 2025, Matbench Discovery).
+"""κ-set material records and their readers (k_SRME phononDB PBE set; Póta et al. 2025, Matbench Discovery).
 
 * structures: extended XYZ, one frame per material, ``info`` keys ``fc2_supercell``,
   ``fc3_supercell``, ``primitive_matrix`` (absent = the cell is primitive), ``q_mesh``, ``mp_id``,
-  ``name``, ``symm.no``.
+  ``name``, ``symm.no`` -> :class:`KappaMaterial`.
 * DFT reference: column-oriented JSON (``pandas.read_json``; ``.gz`` fine) with ``mp_id``,
   ``kappa_TOT_ave`` (W/m/K, per temperature), ``mode_kappa_TOT_ave`` (n_T, n_q, n_b; W/m/K with
   weights included), ``weights``, ``qpoints``, ``frequencies`` (THz), ``heat_capacity``,
-  ``q_mesh``, ``temperatures``.  The NAC and noNAC variants are separate files.
+  ``q_mesh``, ``temperatures`` -> :class:`KappaReference`.  The NAC and noNAC variants are
+  separate files.
+
+Both records are pydantic documents (:class:`~pftflow.serialization.Document`): they cross job
+boundaries and the store as they are (arrays as :data:`~pftflow.serialization.Array`, the cell as
+:data:`~pftflow.serialization.Structure`).
 
 Users pass the paths of the full files (103 materials); ``../shared/data/ksrme`` has a 4-material
 subset in the same format.
@@ -15,81 +20,66 @@ subset in the same format.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from pydantic import Field, field_validator
+
+from pftflow.serialization import Array, Document, Structure
 
 REFERENCE_GLOBS = {True: ("*_NAC*.json*",), False: ("*noNAC*.json*",)}
 
 
-@dataclass
-class KappaMaterial:
-    """One material of the κ set.  Cell in Å; matrices as in phono3py (supercell = cell × matrix)."""
+class KappaMaterial(Document):
+    """One material of the κ set.  Matrices as in phono3py (supercell = cell × matrix)."""
 
-    material_id: str
-    name: str
-    atoms: Atoms
-    fc2_supercell: np.ndarray  # (3, 3) int
-    fc3_supercell: np.ndarray  # (3, 3) int
-    primitive_matrix: np.ndarray | None  # (3, 3) or None
-    q_mesh: list[int]
-    spacegroup_number: int | None
+    material_id: str = Field(description="material id (the file's mp_id)")
+    name: str = Field(description="display name, e.g. NaCl")
+    atoms: Structure = Field(description="the DFT unit cell (Å, amu)")
+    fc2_supercell: Array = Field(description="(3, 3) integers: phonon (fc2) supercell matrix")
+    fc3_supercell: Array = Field(description="(3, 3) integers: fc3 supercell matrix")
+    primitive_matrix: Array | None = Field(None, description="(3, 3) primitive matrix, or None (the cell is primitive)")
+    q_mesh: list[int] = Field(min_length=3, max_length=3, description="Γ-centred q-mesh of the reference κ")
+    spacegroup_number: int | None = Field(None, description="space group number of the file (symm.no)")
 
-    def as_dict(self) -> dict:
-        from pftflow.materials.structures import atoms_to_dict
-
-        return {
-            "material_id": self.material_id,
-            "name": self.name,
-            "structure": atoms_to_dict(self.atoms),
-            "fc2_supercell": np.asarray(self.fc2_supercell, dtype=int).tolist(),
-            "fc3_supercell": np.asarray(self.fc3_supercell, dtype=int).tolist(),
-            "primitive_matrix": None if self.primitive_matrix is None else np.asarray(self.primitive_matrix, float).tolist(),
-            "q_mesh": [int(x) for x in self.q_mesh],
-            "spacegroup_number": self.spacegroup_number,
-        }
-
+    @field_validator("fc2_supercell", "fc3_supercell", mode="after")
     @classmethod
-    def from_dict(cls, d: dict) -> "KappaMaterial":
-        from pftflow.materials.structures import dict_to_atoms
+    def _int_matrix(cls, v):
+        return np.asarray(v, dtype=int)
 
-        return cls(
-            material_id=d["material_id"],
-            name=d.get("name", d["material_id"]),
-            atoms=dict_to_atoms(d["structure"]),
-            fc2_supercell=np.asarray(d["fc2_supercell"], dtype=int),
-            fc3_supercell=np.asarray(d["fc3_supercell"], dtype=int),
-            primitive_matrix=None if d.get("primitive_matrix") is None else np.asarray(d["primitive_matrix"], float),
-            q_mesh=[int(x) for x in d["q_mesh"]],
-            spacegroup_number=d.get("spacegroup_number"),
-        )
+    @field_validator("primitive_matrix", mode="after")
+    @classmethod
+    def _float_matrix(cls, v):
+        return None if v is None else np.asarray(v, dtype=float)
 
 
-@dataclass
-class KappaReference:
-    """DFT κ of one material.  ``kappa_TOT_ave_W_per_mK`` (n_T,), ``mode_kappa_TOT_ave_W_per_mK``
-    (n_T, n_q, n_b) with weights included, ``weights`` (n_q,), ``qpoints`` (n_q, 3),
-    ``frequencies_THz`` (n_q, n_b)."""
+class KappaReference(Document):
+    """DFT κ of one material at one or more temperatures."""
 
-    material_id: str
-    name: str | None
-    temperatures_K: np.ndarray
-    kappa_TOT_ave_W_per_mK: np.ndarray
-    mode_kappa_TOT_ave_W_per_mK: np.ndarray
-    weights: np.ndarray
-    qpoints: np.ndarray
-    frequencies_THz: np.ndarray | None
-    q_mesh: list[int] | None
-    nac: bool | None = None
-    source: str | None = None
+    material_id: str = Field(description="material id (mp_id)")
+    name: str | None = Field(None, description="display name")
+    temperatures_K: Array = Field(description="temperatures (K), shape (n_T,)")
+    kappa_TOT_ave_W_per_mK: Array = Field(description="κ = trace/3 of the total κ tensor (W/m/K), shape (n_T,)")
+    mode_kappa_TOT_ave_W_per_mK: Array = Field(description="per-mode total κ, trace/3, q-point weights included (W/m/K), shape (n_T, n_q, n_b)")
+    weights: Array = Field(description="irreducible q-point weights, shape (n_q,)")
+    qpoints: Array = Field(description="irreducible q-points (reduced coordinates), shape (n_q, 3)")
+    frequencies_THz: Array | None = Field(None, description="phonon frequencies (THz), shape (n_q, n_b)")
+    q_mesh: list[int] | None = Field(None, description="Γ-centred q-mesh of the reference")
+    nac: bool | None = Field(None, description="DFT with non-analytic correction (None: unknown)")
+    source: str | None = Field(None, description="path of the reference file")
+
+    @field_validator("temperatures_K", "kappa_TOT_ave_W_per_mK", "mode_kappa_TOT_ave_W_per_mK", "weights", "qpoints", "frequencies_THz", mode="after")
+    @classmethod
+    def _float(cls, v):
+        return None if v is None else np.asarray(v, dtype=float)
 
     def kappa_at(self, temperature_K: float = 300.0) -> float:
-        i = self._t_index(temperature_K)
-        return float(self.kappa_TOT_ave_W_per_mK[i])
+        """κ (W/m/K) at one temperature of the reference."""
+        return float(self.kappa_TOT_ave_W_per_mK[self._t_index(temperature_K)])
 
     def mode_kappa_at(self, temperature_K: float = 300.0) -> np.ndarray:
+        """Per-mode κ (W/m/K, weights included), (n_q, n_b), at one temperature of the reference."""
         return self.mode_kappa_TOT_ave_W_per_mK[self._t_index(temperature_K)]
 
     def _t_index(self, temperature_K: float) -> int:
@@ -97,37 +87,6 @@ class KappaReference:
         if idx.size == 0:
             raise KeyError(f"{self.material_id}: reference has no {temperature_K} K (has {self.temperatures_K.tolist()})")
         return int(idx[0])
-
-    def as_dict(self) -> dict:
-        return {
-            "material_id": self.material_id,
-            "name": self.name,
-            "temperatures_K": self.temperatures_K.tolist(),
-            "kappa_TOT_ave_W_per_mK": self.kappa_TOT_ave_W_per_mK.tolist(),
-            "mode_kappa_TOT_ave_W_per_mK": self.mode_kappa_TOT_ave_W_per_mK.tolist(),
-            "weights": self.weights.tolist(),
-            "qpoints": self.qpoints.tolist(),
-            "frequencies_THz": None if self.frequencies_THz is None else self.frequencies_THz.tolist(),
-            "q_mesh": self.q_mesh,
-            "nac": self.nac,
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KappaReference":
-        return cls(
-            material_id=d["material_id"],
-            name=d.get("name"),
-            temperatures_K=np.asarray(d["temperatures_K"], float),
-            kappa_TOT_ave_W_per_mK=np.asarray(d["kappa_TOT_ave_W_per_mK"], float),
-            mode_kappa_TOT_ave_W_per_mK=np.asarray(d["mode_kappa_TOT_ave_W_per_mK"], float),
-            weights=np.asarray(d["weights"], float),
-            qpoints=np.asarray(d["qpoints"], float),
-            frequencies_THz=None if d.get("frequencies_THz") is None else np.asarray(d["frequencies_THz"], float),
-            q_mesh=d.get("q_mesh"),
-            nac=d.get("nac"),
-            source=d.get("source"),
-        )
 
 
 def _as_matrix(x, name: str, path, dtype=float) -> np.ndarray:

@@ -1,0 +1,44 @@
+"""The one place phonopy / phono3py objects are built from a structure.
+
+Every phonopy object of the pipeline (reference import, displacement sets, analysis, κ, training
+Hessians) comes from :func:`build_phonopy` or :func:`build_phono3py`, so masses, matrices and the
+symmetry tolerance are always passed the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from pftflow.materials.structures import atoms_to_phonopy
+
+
+def _matrix(m, dtype):
+    return None if m is None else np.asarray(m, dtype=dtype)
+
+
+def build_phonopy(unitcell: Atoms, supercell_matrix, primitive_matrix=None, symprec: float = 1e-5):
+    """A :class:`phonopy.Phonopy` for ``unitcell`` (masses kept; Å, amu)."""
+    import phonopy
+
+    return phonopy.Phonopy(
+        atoms_to_phonopy(unitcell),
+        supercell_matrix=np.asarray(supercell_matrix),
+        primitive_matrix=_matrix(primitive_matrix, float),
+        symprec=symprec,
+    )
+
+
+def build_phono3py(unitcell: Atoms, fc2_supercell, fc3_supercell, primitive_matrix=None, *, symprec: float = 1e-5, log_level: int = 0):
+    """A :class:`phono3py.Phono3py` with the fc3 supercell, the (phonon) fc2 supercell and the
+    primitive matrix (None = the cell is primitive)."""
+    from phono3py import Phono3py
+
+    return Phono3py(
+        atoms_to_phonopy(unitcell),
+        supercell_matrix=np.asarray(fc3_supercell, dtype=int),
+        phonon_supercell_matrix=np.asarray(fc2_supercell, dtype=int),
+        primitive_matrix=_matrix(primitive_matrix, float),
+        symprec=symprec,
+        log_level=log_level,
+    )

@@ -1,0 +1,311 @@
+"""Pieces every campaign kind shares: the strict base model, store / FireWorks blocks, calculator
+(model) specs, reference-file checks, and the campaign base with ``.raw`` / ``.path`` / ``store_dir``."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from pftflow.identity import REFERENCE_MODEL, model_name
+from pftflow.spec.errors import FieldIssue, did_you_mean, suggest
+
+
+class StrictModel(BaseModel):
+    """Base of every spec block: unknown keys are errors, NaN / inf are not numbers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def existing_path(value: str, key: str, *, kind: str = "file", example: str | None = None) -> str:
+    """``value`` if it names an existing file (``kind="file"``) or file-or-directory (``"any"``);
+    relative paths are taken from the current directory, as the campaign runner does."""
+    p = Path(value).expanduser()
+    ok = p.is_file() if kind == "file" else p.exists()
+    if not ok:
+        where = "" if p.is_absolute() else f" (relative paths are from the current directory {os.getcwd()})"
+        raise FieldIssue(
+            f"{'file' if kind == 'file' else 'path'} '{value}' does not exist{where}",
+            expected=f"an existing {'file' if kind == 'file' else 'file or directory'}",
+            example=f"{key}: {example or value}",
+        )
+    return value
+
+
+# ------------------------------------------------------------------------------ store, FireWorks
+class StoreSpec(StrictModel):
+    """Where the campaign's JobStore lives: an embedded store under ``path`` or a MongoDB ``uri``."""
+
+    path: str | None = Field(None, description="folder of the embedded store (default campaigns/<name>)", examples=["campaigns/quickstart"])
+    uri: str | None = Field(
+        None, description="MongoDB server instead of the embedded store (mongodb:// or mongodb+srv://)", examples=["mongodb://user:pw@host/db"]
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^mongodb(\+srv)?://", v):
+            raise ValueError(f"store uri must start with mongodb:// or mongodb+srv://, got {v!r}")
+        return v
+
+
+class FireworksSpec(StrictModel):
+    """FireWorks submission: LaunchPad file (MongoDB) and the worker name ``--launch`` runs as."""
+
+    launchpad_file: str | None = Field(
+        None, description="FireWorks LaunchPad YAML (MongoDB); null = embedded mongomock LaunchPad in the store folder", examples=["my_launchpad.yaml"]
+    )
+    fworker: str | None = Field(None, description="name of the FireWorker that `pftflow submit --launch` runs as", examples=["gpu"])
+
+    @field_validator("launchpad_file")
+    @classmethod
+    def _launchpad(cls, v: str | None) -> str | None:
+        return None if v is None else existing_path(v, "launchpad_file", example="my_launchpad.yaml")
+
+
+# ------------------------------------------------------------------------------ models
+def _backends() -> dict:
+    from pftflow.calculators.backends import BACKENDS
+
+    return BACKENDS
+
+
+def _constructor_options(backend: str) -> tuple[set[str], set[str]]:
+    """(all keyword options, required options) of a backend's constructor."""
+    sig = inspect.signature(_backends()[backend].__init__)
+    params = [p for p in sig.parameters.values() if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {p.name for p in params}, {p.name for p in params if p.default is inspect.Parameter.empty}
+
+
+class ModelSpec(BaseModel):
+    """A calculator (MLIP or reference) as :func:`pftflow.calculators.get_calculator` takes it.
+
+    Besides the listed keys, a backend's own constructor options are accepted (``modal`` of sevennet,
+    ``batch_size`` of chgnet, ``default_dtype`` of mace); anything else is an error.
+    """
+
+    # extra keys are checked against the backend's constructor in _check_options
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    #: keys accepted on top of the constructor's (per backend)
+    extra_options: ClassVar[dict[str, set[str]]] = {}
+
+    backend: str = Field(
+        description="force backend (pftflow.calculators.backends.BACKENDS)",
+        json_schema_extra=lambda schema: schema.update(enum=sorted(_backends())),
+        examples=["sevennet"],
+    )
+    name: str | None = Field(None, description="display name in the results (default: backend:model, or the backend)", examples=["SevenNet-0"])
+    model: str | None = Field(None, description="model name or file (sevennet: 7net-0; mace: path.model or a foundation name)", examples=["7net-0"])
+    import_path: str | None = Field(
+        None, description="ase backend: 'package.module:factory' returning an ASE calculator", examples=["ase.calculators.emt:EMT"]
+    )
+    kwargs: dict[str, Any] | None = Field(None, description="ase backend: keyword arguments of the factory", examples=[{}])
+    device: str | None = Field(None, description="torch device (cpu, cuda, cuda:N); null = automatic", examples=["cuda"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"backend": v} if isinstance(v, str) else v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        names = sorted(_backends())
+        if v not in names:
+            raise FieldIssue(
+                f"unknown backend '{v}'{did_you_mean(v, names)}",
+                expected="one of " + ", ".join(names),
+                example=f"backend: {suggest(v, names) or 'sevennet'}",
+            )
+        return v
+
+    @field_validator("import_path")
+    @classmethod
+    def _import_path(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", v):
+            raise ValueError(f"import_path must be 'package.module:factory', got {v!r}")
+        module = v.split(":", 1)[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise FieldIssue(
+                f"module '{module}' of import_path '{v}' cannot be imported here",
+                expected="'package.module:factory' of an installed module",
+                example="import_path: pftflow.calculators.gpaw_reference:make_gpaw_calculator",
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _check_options(self):
+        options, required = _constructor_options(self.backend)
+        options = options | self.extra_options.get(self.backend, set())
+        given = (self.model_fields_set | set(self.model_extra or {})) - {"backend", "name"}
+        for key in sorted(given):
+            value = getattr(self, key, None) if key in type(self).model_fields else (self.model_extra or {}).get(key)
+            if key not in options and value is not None:
+                hint = suggest(key, sorted(options))
+                raise FieldIssue(
+                    f"'{key}' is not an option of backend '{self.backend}'" + (f"; did you mean '{hint}'?" if hint else ""),
+                    loc=(key,),
+                    expected="one of " + ", ".join(["backend", "name", *sorted(options)]),
+                    example=f"{hint}: ..." if hint else f"remove '{key}'",
+                )
+        for key in sorted(required - given):
+            raise FieldIssue(
+                f"backend '{self.backend}' needs '{key}'",
+                loc=(key,),
+                expected=type(self).model_fields[key].description if key in type(self).model_fields else f"'{key}'",
+                example={"import_path": "import_path: ase.calculators.emt:EMT", "model": "model: path/to/model.model"}.get(key, f"{key}: ..."),
+            )
+        if self.name is None:
+            self.name = model_name(self.calculator_spec(with_name=False))
+        return self
+
+    def calculator_spec(self, *, with_name: bool = True) -> dict:
+        """The dict :func:`pftflow.calculators.get_calculator` takes: the given keys plus ``name``."""
+        out = {"backend": self.backend}
+        for key in type(self).model_fields:
+            if key != "backend" and key in self.model_fields_set and getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        out.update(self.model_extra or {})
+        if with_name and self.name is not None:
+            out["name"] = self.name
+        elif not with_name:
+            out.pop("name", None)
+        return out
+
+
+def check_unique_model_names(models: list[ModelSpec], key: str = "models") -> None:
+    seen: dict[str, int] = {}
+    for i, m in enumerate(models):
+        if m.name == REFERENCE_MODEL:
+            raise FieldIssue(
+                f"model name '{REFERENCE_MODEL}' is reserved for the reference calculation",
+                loc=(key, i, "name"),
+                expected="another name",
+                example=f"name: {m.backend}-model",
+            )
+        if m.name in seen:
+            raise FieldIssue(
+                f"duplicate model name '{m.name}' (also {key}[{seen[m.name]}])",
+                loc=(key, i, "name"),
+                expected="a unique name per model",
+                example=f"name: {m.name}-2",
+            )
+        seen[m.name] = i
+
+
+# ------------------------------------------------------------------------------ import materials
+class ImportMaterial(StrictModel):
+    """A material whose reference phonons are read from a file (phonopy / MDR / atomate2)."""
+
+    id: str | None = Field(None, description="material id (default: from the file name, e.g. mp-149.yaml.bz2 -> mp-149)", examples=["mp-149"])
+    reference_file: str = Field(
+        description="reference phonon file: phonopy yaml (with forces or FORCE_SETS), MDR yaml.bz2 or atomate2 phonopy.yaml.xz",
+        examples=["../shared/data/mdr/mp-149.yaml.bz2"],
+    )
+    reference_format: str | None = Field(None, description="phonopy | mdr | atomate2; null = detected from the file", examples=["phonopy"])
+    force_sets: str | None = Field(None, description="FORCE_SETS file of a phonopy_disp.yaml", examples=["data/FORCE_SETS_SnO2"])
+    born: str | None = Field(None, description="BORN file (non-analytic correction)", examples=["data/BORN"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return {"reference_file": v} if isinstance(v, (str, os.PathLike)) else v
+
+    @field_validator("reference_file")
+    @classmethod
+    def _file(cls, v: str) -> str:
+        return existing_path(v, "reference_file", example="../shared/data/mdr/mp-149.yaml.bz2")
+
+    @field_validator("force_sets", "born")
+    @classmethod
+    def _aux(cls, v: str | None, info) -> str | None:
+        return None if v is None else existing_path(v, info.field_name)
+
+    @field_validator("reference_format")
+    @classmethod
+    def _format(cls, v: str | None) -> str | None:
+        from pftflow.materials.readers import FORMATS
+
+        if v is not None and v not in FORMATS:
+            raise FieldIssue(
+                f"unknown reference_format '{v}'{did_you_mean(v, FORMATS)}",
+                expected="one of " + ", ".join(FORMATS) + " (or leave it out: detected from the file)",
+                example=f"reference_format: {suggest(v, FORMATS) or 'phonopy'}",
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _default_id(self):
+        if not self.id:
+            from pftflow.identity import material_id_from_path
+
+            self.id = material_id_from_path(self.reference_file)
+        return self
+
+    def entry(self) -> dict:
+        """The material dict of the current builders (``{id, reference_file, ...}``)."""
+        return self.model_dump(exclude_none=True)
+
+
+def check_unique_ids(materials: list, key: str) -> None:
+    seen: dict[str, int] = {}
+    for i, m in enumerate(materials):
+        if m.id in seen:
+            raise FieldIssue(
+                f"duplicate material id '{m.id}' (also {key}[{seen[m.id]}])",
+                loc=(key, i, "id"),
+                expected="a unique id per material",
+                example=f"id: {m.id}-2",
+            )
+        seen[m.id] = i
+
+
+# ------------------------------------------------------------------------------ campaign base
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class CampaignBase(StrictModel):
+    """Keys of every campaign spec (docs/campaign-spec.md)."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="campaign name: letters, digits, '.', '_', '-' (also the default store folder campaigns/<name>)",
+        examples=["quickstart"],
+    )
+    description: str | None = Field(None, description="free text", examples=["SevenNet-0 vs DFT on Si"])
+    store: StoreSpec = Field(default_factory=StoreSpec, description="embedded store folder or MongoDB uri", examples=[{"path": "campaigns/my-campaign"}])
+    fireworks: FireworksSpec = Field(default_factory=FireworksSpec, description="FireWorks LaunchPad and worker", examples=[{"launchpad_file": "my_launchpad.yaml"}])
+
+    _raw: dict = PrivateAttr(default_factory=dict)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def raw(self) -> dict:
+        """The spec as read (before defaults), for builders that still take dicts."""
+        return self._raw
+
+    @property
+    def path(self) -> Path | None:
+        """The YAML file the spec came from (None for a dict)."""
+        return self._path
+
+    @property
+    def store_dir(self) -> Path:
+        """Folder of the embedded store (``store.path``, default ``campaigns/<name>``)."""
+        return Path(self.store.path) if self.store.path else Path("campaigns") / self.name
+
+    @property
+    def store_uri(self) -> str | None:
+        return self.store.uri

@@ -1,0 +1,264 @@
+"""``kind: phonons``: harmonic MDR benchmark of models against imported or computed reference phonons."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from pftflow.phonons.harmonic import PhononSettings
+from pftflow.phonons.relax import RelaxSettings
+from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_unique_ids, check_unique_model_names
+from pftflow.spec.errors import FieldIssue, fmt_value, suggest
+
+Matrix3 = Annotated[list[Annotated[list[float], Field(min_length=3, max_length=3)]], Field(min_length=3, max_length=3)]
+IntMatrix3 = Annotated[list[Annotated[list[int], Field(min_length=3, max_length=3)]], Field(min_length=3, max_length=3)]
+
+SI_EXAMPLE = "{cell_A: [[0, 2.7155, 2.7155], [2.7155, 0, 2.7155], [2.7155, 2.7155, 0]], species: [Si, Si], frac_coords: [[0, 0, 0], [0.25, 0.25, 0.25]]}"
+
+
+def _as_list(v: Any) -> Any:
+    return v.tolist() if hasattr(v, "tolist") else v
+
+
+class StructureSpec(StrictModel):
+    """A crystal written down in the spec: lattice vectors (rows, Å), species, fractional coordinates."""
+
+    cell_A: Matrix3 = Field(description="3x3 lattice vectors as rows (Å)", examples=[[[0.0, 2.7155, 2.7155], [2.7155, 0.0, 2.7155], [2.7155, 2.7155, 0.0]]])
+    species: list[str] = Field(min_length=1, description="chemical symbol of each atom", examples=[["Si", "Si"]])
+    frac_coords: list[Annotated[list[float], Field(min_length=3, max_length=3)]] = Field(
+        min_length=1, description="fractional coordinates [x, y, z] of each atom, one per species", examples=[[[0, 0, 0], [0.25, 0.25, 0.25]]]
+    )
+
+    @field_validator("cell_A", "frac_coords", mode="before")
+    @classmethod
+    def _arrays(cls, v):
+        return _as_list(v)
+
+    @field_validator("cell_A")
+    @classmethod
+    def _volume(cls, v):
+        vol = float(np.linalg.det(np.asarray(v, dtype=float)))
+        if abs(vol) < 1e-6:
+            raise ValueError(f"cell_A is singular (volume {vol:.3g} Å³): the 3 lattice vectors must be linearly independent")
+        return v
+
+    @field_validator("species")
+    @classmethod
+    def _species(cls, v: list[str]) -> list[str]:
+        from ase.data import chemical_symbols
+
+        symbols = chemical_symbols[1:]
+        for i, s in enumerate(v):
+            if s not in symbols:
+                hint = suggest(s, symbols)
+                raise FieldIssue(
+                    f"unknown chemical symbol '{s}'" + (f"; did you mean '{hint}'?" if hint else ""),
+                    loc=(i,),
+                    expected="element symbols such as Si, Na, Cl",
+                    example=f"species: {fmt_value([(hint or 'Si') if j == i else x for j, x in enumerate(v)])}",
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _counts(self):
+        if len(self.frac_coords) != len(self.species):
+            raise FieldIssue(
+                f"{len(self.frac_coords)} frac_coords for {len(self.species)} species",
+                loc=("frac_coords",),
+                expected="one [x, y, z] per entry of species",
+                example=f"structure: {SI_EXAMPLE}",
+            )
+        return self
+
+    def atoms(self):
+        """The structure as :class:`ase.Atoms` (periodic)."""
+        from ase import Atoms
+
+        return Atoms(self.species, cell=np.asarray(self.cell_A, float), scaled_positions=np.asarray(self.frac_coords, float), pbc=True)
+
+
+class ComputeMaterial(StrictModel):
+    """A material whose reference phonons are computed live (``reference.mode: compute``)."""
+
+    id: str = Field(min_length=1, description="material id", examples=["Si"])
+    source: str | None = Field(None, description="where the cell comes from (free text)", examples=["diamond Si, a = 5.431 Å (CODATA)"])
+    structure: StructureSpec = Field(description="the unit cell {cell_A (3x3, Å), species, frac_coords}")
+    supercell_matrix: IntMatrix3 | list[int] = Field(
+        default_factory=lambda: [[2, 0, 0], [0, 2, 0], [0, 0, 2]],
+        description="supercell of the finite displacements: 3 positive integers (diagonal) or a 3x3 integer matrix (det > 0)",
+        examples=[[2, 2, 2]],
+    )
+    primitive_matrix: Matrix3 | None = Field(None, description="primitive cell in units of the given cell (3x3); null = the cell is primitive", examples=[[[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]])
+
+    @field_validator("supercell_matrix", mode="before")
+    @classmethod
+    def _supercell(cls, v):
+        v = _as_list(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v, v, v]
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            return v  # not numbers: pydantic reports the type
+        if a.shape == (3,):
+            a = np.diag(a)
+        if a.shape != (3, 3):
+            raise ValueError(f"supercell_matrix must be 3 integers or a 3x3 matrix, got shape {a.shape}")
+        if not np.allclose(a, np.round(a)):
+            raise ValueError(f"supercell_matrix must be integers, got {fmt_value(v)}")
+        if np.linalg.det(a) < 0.5:
+            raise ValueError(f"supercell_matrix must have a positive determinant (a supercell of >= 1 cell), got det {np.linalg.det(a):.3g}")
+        return np.round(a).astype(int).tolist()
+
+    @field_validator("primitive_matrix", mode="before")
+    @classmethod
+    def _primitive(cls, v):
+        v = _as_list(v)
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            return v
+        if a.shape == (3, 3) and abs(np.linalg.det(a)) < 1e-6:
+            raise ValueError("primitive_matrix is singular")
+        return v
+
+    def entry(self) -> dict:
+        """The material dict of the current builders: ``structure`` as an atoms dict, 3x3 supercell."""
+        from pftflow.materials.structures import atoms_to_dict
+
+        out = {"id": self.id, "structure": atoms_to_dict(self.structure.atoms()), "supercell_matrix": self.supercell_matrix}
+        if self.source is not None:
+            out["source"] = self.source
+        if self.primitive_matrix is not None:
+            out["primitive_matrix"] = self.primitive_matrix
+        return out
+
+
+def _material_tag(v: Any) -> str | None:
+    """Which kind of material entry ``v`` is: 'compute' (has a structure) or 'import' (a path or a
+    reference_file); None when it cannot be told."""
+    if isinstance(v, ComputeMaterial):
+        return "compute"
+    if isinstance(v, (str, ImportMaterial)):
+        return "import"
+    if isinstance(v, dict):
+        if "structure" in v:
+            return "compute"
+        if "reference_file" in v:
+            return "import"
+    return None
+
+
+MaterialEntry = Annotated[
+    Union[Annotated[ImportMaterial, Tag("import")], Annotated[ComputeMaterial, Tag("compute")]],
+    Discriminator(
+        _material_tag,
+        custom_error_type="material_entry",
+        custom_error_message="a material needs 'reference_file' (import mode: a path or {id, reference_file}) or 'structure' (compute mode: {id, structure, supercell_matrix})",
+    ),
+]
+
+
+class ReferenceSpec(StrictModel):
+    """Where reference phonons come from: files (``import``) or a calculator (``compute``, e.g. GPAW)."""
+
+    mode: Literal["import", "compute"] = Field("import", description="import (reference files) | compute (a reference calculator, e.g. GPAW)")
+    calculator: ModelSpec | None = Field(
+        None,
+        description="compute mode: the reference calculator spec",
+        examples=[{"backend": "ase", "name": "GPAW-PBE", "import_path": "pftflow.calculators.gpaw_reference:make_gpaw_calculator"}],
+    )
+    relax: RelaxSettings | None = Field(
+        None, description="compute mode: relax the cell with the reference calculator first (RelaxSettings); null = use the cell as given", examples=[{"fmax_eV_per_A": 0.005, "steps": 100}]
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _calculator_name(cls, v):
+        if isinstance(v, dict) and isinstance(v.get("calculator"), dict) and not v["calculator"].get("name"):
+            v = {**v, "calculator": {**v["calculator"], "name": "reference"}}  # the old default display name
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.mode == "compute" and self.calculator is None:
+            raise FieldIssue(
+                "mode 'compute' needs a reference calculator",
+                loc=("calculator",),
+                expected="a calculator spec",
+                example="calculator: {backend: ase, name: GPAW-PBE, import_path: pftflow.calculators.gpaw_reference:make_gpaw_calculator}",
+            )
+        if self.mode == "import" and (self.calculator is not None or self.relax is not None):
+            key = "calculator" if self.calculator is not None else "relax"
+            raise FieldIssue(
+                f"'{key}' is only used with mode: compute, but mode is 'import'",
+                loc=(key,),
+                expected="mode: compute with a calculator, or no calculator / relax for reference files",
+                example="reference: {mode: compute, calculator: {backend: ase, import_path: ase.calculators.emt:EMT}}",
+            )
+        return self
+
+
+class BenchmarkSettings(StrictModel):
+    """Settings of the harmonic benchmark (phonons campaigns, and the benchmark of finetune campaigns)."""
+
+    phonons: PhononSettings = Field(default_factory=PhononSettings, description="finite displacements and phonon analysis (PhononSettings)", examples=[{"displacement_A": 0.01, "mesh": 100.0}])
+    relax: RelaxSettings = Field(default_factory=RelaxSettings.mdr, description="MLIP relaxation, MDR protocol (RelaxSettings)", examples=[{"fmax_eV_per_A": 0.001, "steps": 500}])
+    relax_models: bool = Field(True, description="relax each model's cell first (false: evaluate the models on the reference cell as given)")
+
+
+class PhononsSpec(CampaignBase):
+    """``kind: phonons`` (docs/campaign-spec.md): models benchmarked against reference phonons."""
+
+    kind: Literal["phonons"] = Field("phonons", description="campaign kind")
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec, description="reference phonons: import (files) or compute (calculator)", examples=[{"mode": "import"}])
+    materials: list[MaterialEntry] = Field(
+        min_length=1,
+        description="import mode: reference files (path or {id, reference_file, reference_format, force_sets, born}); "
+        "compute mode: {id, source, structure {cell_A, species, frac_coords}, supercell_matrix, primitive_matrix}",
+        examples=[["../shared/data/mdr/mp-149.yaml.bz2"]],
+    )
+    models: list[ModelSpec] = Field(min_length=1, description="calculator specs, one column of the results each", examples=[[{"backend": "sevennet", "model": "7net-0", "name": "SevenNet-0"}]])
+    settings: BenchmarkSettings = Field(default_factory=BenchmarkSettings, description="phonons, relax, relax_models", examples=[{"phonons": {"mesh": 100.0}}])
+
+    @field_validator("materials", mode="before", json_schema_input_type=list[Union[str, ImportMaterial, ComputeMaterial]])
+    @classmethod
+    def _materials_input(cls, v):
+        return v  # schema only: a material may be written as the path of its reference file
+
+    @field_validator("models", mode="before", json_schema_input_type=list[Union[str, ModelSpec]])
+    @classmethod
+    def _models_input(cls, v):
+        return v  # schema only: a model may be written as its backend name
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        mode = self.reference.mode
+        for i, m in enumerate(self.materials):
+            if mode == "compute" and isinstance(m, ImportMaterial):
+                raise FieldIssue(
+                    "reference.mode is 'compute' but this entry has no 'structure'",
+                    loc=("materials", i),
+                    expected="{id, structure {cell_A, species, frac_coords}, supercell_matrix} for each material",
+                    example=f"{{id: Si, structure: {SI_EXAMPLE}, supercell_matrix: [2, 2, 2]}}",
+                )
+            if mode == "import" and isinstance(m, ComputeMaterial):
+                raise FieldIssue(
+                    "this entry has a 'structure' but reference.mode is 'import' (the default)",
+                    loc=("materials", i),
+                    expected="reference files in import mode, or reference: {mode: compute, calculator: ...}",
+                    example="reference: {mode: compute, calculator: {backend: ase, name: GPAW-PBE, import_path: pftflow.calculators.gpaw_reference:make_gpaw_calculator}}",
+                )
+        check_unique_ids(self.materials, "materials")
+        check_unique_model_names(self.models)
+        return self
+
+    @property
+    def material_ids(self) -> list[str]:
+        return [m.id for m in self.materials]
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]

@@ -1,0 +1,128 @@
+"""Nequix (JAX) backend: equals the nequix package's own ASE calculator; offline errors; shape buckets.
+
+Needs the optional extra (``bash scripts/install_nequix.sh``) and the PFT paper's weights in
+``../shared/models/nequix``; those tests skip cleanly without them.  The pure parts (model-file resolution,
+bucket ladder) run everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from pftflow.calculators import get_calculator
+from pftflow.calculators.nequix import bucket_size, resolve_nequix_model
+
+NEQUIX_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "nequix"
+
+
+def nequix_weights(name: str = "nequix-mp-1") -> Path:
+    path = NEQUIX_DIR / f"{name}.nqx"
+    if not path.is_file():
+        pytest.skip(f"Nequix weights {path} absent (../shared/models/nequix next to the repository)")
+    return path
+
+
+# ------------------------------------------------------------------------------ pure
+def test_model_name_without_local_file_fails_offline(tmp_path, monkeypatch):
+    import pftflow.calculators.nequix as nq
+
+    monkeypatch.setenv("PFTFLOW_NEQUIX_DIR", str(tmp_path))
+    monkeypatch.setattr(nq, "NEQUIX_CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(nq, "_REPO_ROOT", tmp_path / "repo")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="never downloads at run time") as exc:
+        resolve_nequix_model("nequix-oam-1")
+    assert str(tmp_path) in str(exc.value) and "nequix-oam-1.nqx" in str(exc.value)
+    with pytest.raises(FileNotFoundError, match="Nequix model file not found: nowhere/x.nqx"):
+        resolve_nequix_model("nowhere/x.nqx")
+    (tmp_path / "m.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="expected a JAX '.nqx' file"):
+        resolve_nequix_model(str(tmp_path / "m.pt"))
+    (tmp_path / "nequix-oam-1.nqx").write_bytes(b"x")  # a file under the name is found, not downloaded
+    assert resolve_nequix_model("nequix-oam-1") == tmp_path / "nequix-oam-1.nqx"
+
+
+def test_bucket_ladder():
+    ladder = sorted({bucket_size(n) for n in range(1, 300)})
+    assert ladder[:10] == [16, 20, 24, 28, 32, 40, 48, 56, 64, 80]
+    for n in range(1, 5000):
+        b = bucket_size(n)
+        assert b >= n and (n <= 16 or b < 1.25 * n + 1)
+    assert bucket_size(17, steps_per_octave=1) == 32
+
+
+def test_registered_backend_and_bad_batch_size():
+    calc = get_calculator({"backend": "nequix", "model": "/x/y.nqx", "name": "nq"})
+    assert calc.backend == "nequix" and calc.name == "nq"
+    with pytest.raises(ValueError, match="'batch_size' must be >= 1"):
+        get_calculator({"backend": "nequix", "batch_size": 0})
+
+
+# ------------------------------------------------------------------------------ with JAX + weights
+@pytest.fixture(scope="module")
+def nequix_calc():
+    pytest.importorskip("nequix", reason="nequix extra not installed (bash scripts/install_nequix.sh)")
+    path = nequix_weights("nequix-mp-1")
+    from pftflow.calculators.backends import cached_calculator
+
+    # the session's shared instance (tests/phonons/test_hessian.py uses it too): compiled shapes are reused
+    return cached_calculator({"backend": "nequix", "model": str(path)})
+
+
+def _structures():
+    """Si and NaCl 2x2x2 supercells (16 atoms) with seeded rattles, NaCl compressed 3 % (stress)."""
+    si = bulk("Si", "diamond", a=5.431).repeat(2)
+    si.rattle(0.03, seed=1)
+    nacl = bulk("NaCl", "rocksalt", a=5.64).repeat(2)
+    nacl.set_cell(nacl.cell[:] * 0.97, scale_atoms=True)
+    nacl.rattle(0.03, seed=2)
+    return [si, nacl]
+
+
+def test_efs_equal_package_calculator(nequix_calc):
+    """E ≤ 1e-6 eV/atom, F ≤ 1e-5 eV/Å, σ ≤ 1e-6 eV/Å³ against nequix's own ASE calculator."""
+    structs = _structures()
+    res = nequix_calc.compute(structs)
+    ase_calc = nequix_calc.ase_calculator()
+    for i, a in enumerate(structs):
+        b = a.copy()
+        b.calc = ase_calc
+        assert abs(res.energies_eV[i] - b.get_potential_energy()) / len(a) <= 1e-6
+        np.testing.assert_allclose(res.forces_eV_per_A[i], b.get_forces(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(res.stresses_eV_per_A3[i], b.get_stress(voigt=True), rtol=0, atol=1e-6)
+        assert np.abs(res.forces_eV_per_A[i]).max() > 0.05  # rattled: real forces, not zeros
+    assert np.all(res.stresses_eV_per_A3[1][:3] < -1e-3)  # compressed NaCl pushes outwards (ASE sign)
+    # batched: two structures in one padded graph give the same numbers
+    batched = get_calculator({"backend": "nequix", "model": nequix_calc.model, "batch_size": 2}).compute(structs)
+    np.testing.assert_allclose(batched.energies_eV, res.energies_eV, rtol=0, atol=1e-4)
+    for f1, f2 in zip(batched.forces_eV_per_A, res.forces_eV_per_A):
+        np.testing.assert_allclose(f1, f2, rtol=0, atol=1e-5)
+
+
+def test_provenance_and_shape_buckets(nequix_calc):
+    from pftflow.calculators import file_sha256
+
+    prov = nequix_calc.provenance()
+    assert prov["backend"] == "nequix" and prov["sha256"] == file_sha256(nequix_weights("nequix-mp-1"))
+    assert prov["version"] and prov["versions"]["jax"] and prov["file"] == "nequix-mp-1.nqx"
+    # displaced copies of one supercell share the padded shape: no recompilation
+    si = _structures()[0]
+    nequix_calc.compute([si])
+    n0 = nequix_calc.n_compiles
+    moved = [si.copy() for _ in range(3)]
+    for k, a in enumerate(moved):
+        a.positions[k] += [0.01, 0.0, -0.01]
+    nequix_calc.compute(moved)
+    assert nequix_calc.n_compiles == n0
+
+
+def test_missing_elements_named(nequix_calc):
+    from ase import Atoms
+
+    og = Atoms("Og", cell=[5, 5, 5], pbc=True)
+    with pytest.raises(ValueError, match=r"no weights for atomic numbers \[118\]"):
+        nequix_calc.compute([og])
