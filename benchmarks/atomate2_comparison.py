@@ -49,7 +49,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # sevenn checkpoints need torch's legacy (non weights-only) load; pftflow sets the same.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -117,7 +117,10 @@ def omega_max_K_from_fc(structure, supercell_matrix, primitive_matrix, force_con
 def import_atomate2():
     try:
         from atomate2.forcefields.flows.phonons import PhononMaker
-        from atomate2.forcefields.jobs import ForceFieldRelaxMaker, ForceFieldStaticMaker
+        from atomate2.forcefields.jobs import (
+            ForceFieldRelaxMaker,
+            ForceFieldStaticMaker,
+        )
     except ImportError as exc:
         sys.exit(f"atomate2 is not installed ({exc}): pip install -e '.[bench]' (atomate2 with its force-field support), then re-run")
     return PhononMaker, ForceFieldRelaxMaker, ForceFieldStaticMaker
@@ -183,7 +186,7 @@ def pftflow_api():
     load_results = None
     for mod in ("pftflow.results", "pftflow.run", "pftflow.campaign"):
         try:
-            load_results = getattr(importlib.import_module(mod), "load_results")
+            load_results = importlib.import_module(mod).load_results
             break
         except (ImportError, AttributeError):
             continue
@@ -245,16 +248,19 @@ def run_pftflow(name: str, ref_file: Path, mesh: list[int], workdir: Path) -> di
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     finally:
         os.chdir(old_cwd)
-    failed = summary.get("failed_jobs") if isinstance(summary, dict) else None
+    if hasattr(summary, "as_dict"):  # pftflow.run.RunSummary
+        summary = summary.as_dict()
+    failed = summary.get("failed_jobs")
     if failed:
-        raise RuntimeError(f"pftflow campaign {name}: {failed} failed job(s): {summary.get('job_failures')}")
-    row = (results or {}).get("rows", [{}])[0] if results else {}
+        raise RuntimeError(f"pftflow campaign {name}: {failed} failed job(s): {summary.get('failures') or summary.get('job_failures')}")
+    rows = (results or {}).get("rows") or [{}]
+    row = rows[0] if isinstance(rows[0], dict) else getattr(rows[0], "__dict__", {})
     return {
         "wall_s": wall,
         "cpu_s": cpu,
         "omega_max_K": row.get("omega_max_K", float("nan")),
         "omega_max_K_ref": row.get("omega_max_K_ref", float("nan")),
-        "n_jobs": summary.get("jobs_run") if isinstance(summary, dict) else None,
+        "n_jobs": summary.get("jobs_run"),
     }
 
 
@@ -318,7 +324,7 @@ def main(argv=None) -> int:
                     runs[tool].append(res)
                     print(f"  {name:5s} {tool:8s} run {r + 1}: wall {res['wall_s']:7.1f} s  CPU {res['cpu_s']:7.1f} s  jobs {res['n_jobs']}  ω_max {res['omega_max_K']:.1f} K   (load {os.getloadavg()[0]:.2f})", flush=True)
             best = {t: min(v, key=lambda x: x["wall_s"]) for t, v in runs.items()}
-            rows.append((name, len(unitcell), int(round(abs(np.linalg.det(smat)))) * len(unitcell), mesh, best))
+            rows.append((name, len(unitcell), round(abs(np.linalg.det(smat))) * len(unitcell), mesh, best))
 
     print()
     print(f"SevenNet-0 (7net-0), relax fmax {FMAX_EV_PER_A:g} eV/Å, displacement {DISPLACEMENT_A} Å, symprec {SYMPREC:g}; fastest of {args.repeat} run(s); load average after: {os.getloadavg()[0]:.2f}")

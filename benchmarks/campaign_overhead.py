@@ -153,7 +153,8 @@ def job_times(store_dir: Path, campaign: str, mids: list[str], models: list[str]
     except Exception as exc:  # noqa: BLE001 - the store layout may change; this part is optional
         print(f"per-job timings: store not readable ({type(exc).__name__}: {exc})")
         return None
-    docs = sorted((d for d in docs if d.get("completed_at")), key=lambda d: d["completed_at"])
+    docs = [d for d in docs if d.get("completed_at") and d.get("name") and (d.get("metadata") or {}).get("stage") != "run"]  # not run records
+    docs.sort(key=lambda d: str(d["completed_at"]))
     stamps = [datetime.fromisoformat(str(d["completed_at"])) for d in docs]
     per: dict[str, list[float]] = collections.defaultdict(list)
     for prev, cur, d in zip(stamps, stamps[1:], docs[1:]):
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
 
     rows = pick_materials(args.data, args.n)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    where = subprocess.run([sys.executable, "-c", "import pftflow; print(pftflow.__file__)"], env=env, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run([sys.executable, "-c", "import pftflow; print(pftflow.__file__)"], env=env, capture_output=True, text=True, check=False).stdout.strip()
     print(f"pftflow from {Path(where).parent}")
     print("materials: " + ", ".join(f"{r['mp_id']} {r['formula']} ({r['n_atoms_supercell']} atoms, {r['n_displacements']} displacements)" for r in rows))
 
@@ -194,12 +195,14 @@ def main(argv=None) -> int:
         spec_path = work / "overhead.yaml"
         spec_path.write_text(yaml.safe_dump(make_spec(name, rows, args.data.resolve(), store_dir), sort_keys=False))
         raw = work / "profile.raw"
+        run_help = subprocess.run([sys.executable, "-m", "pftflow.cli", "run", "--help"], env=env, capture_output=True, text=True, check=False).stdout
+        json_flag = ["--json"] if "--json" in run_help else []  # newer CLI: JSON summary on request; older: always
         cmd = [pyspy, "record", "--format", "raw", "-o", str(raw), "--idle", "--threads", "--full-filenames", "--nonblocking", "--rate", str(args.rate),
-               "--", sys.executable, "-m", "pftflow.cli", "run", str(spec_path), "--no-progress"]  # fmt: skip
+               "--", sys.executable, "-m", "pftflow.cli", "run", str(spec_path), "--no-progress", *json_flag]  # fmt: skip
         load0 = os.getloadavg()
         print(f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, {os.cpu_count()} CPUs, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
         load1 = os.getloadavg()
         if proc.returncode != 0 or not raw.is_file():

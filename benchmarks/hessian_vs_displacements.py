@@ -12,6 +12,8 @@ supercells of 16 atoms, unrelaxed, atoms on their ideal sites):
 Part 2 (Nequix): a fresh calculator on Si 16 / NaCl 16 / Si 64 atoms (conventional 2x2x2) and displaced
 copies: compile count and time, time per structure after compilation; the same sequence through the nequix
 package's own ASE calculator, whose compilations are counted with jax.monitoring.
+Part 3: distinct padded shapes (each one an XLA compilation) over the 39 chalcogenide supercells of
+../shared/data (216-1176 atoms), this backend's ladder against the package's padding (no JIT needed).
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from ase.build import bulk  # noqa: E402
+import numpy as np
+from ase.build import bulk
 
-from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms  # noqa: E402
-from pftflow.phonons.harmonic import produce_force_constants  # noqa: E402
-from pftflow.phonons.hessian import hessian_force_constants, independent_atoms  # noqa: E402
+from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms
+from pftflow.phonons.harmonic import produce_force_constants
+from pftflow.phonons.hessian import hessian_force_constants, independent_atoms
 
 ROOT = Path(__file__).resolve().parents[1]
 NEQUIX = ROOT.parent / "shared" / "models" / "nequix" / "nequix-mp-1.nqx"
@@ -79,7 +81,7 @@ def part1(calc, label):
         dfreq = float(np.abs(comm_freqs(ph_fd, fc_h) - comm_freqs(ph_fd, fc_fd)).max())
         r = {
             "model": label, "material": mat, "n_atoms_supercell": 16,
-            "n_independent_atoms": int(len(independent_atoms(ph_fd))), "n_displacements_0.01A": n_disp,
+            "n_independent_atoms": len(independent_atoms(ph_fd)), "n_displacements_0.01A": n_disp,
             "fc_rel_err_vs_fd_0.001A": rel, "max_abs_dfreq_commensurate_THz": dfreq,
             "hessian_wall_s": tw_h, "hessian_cpu_s": tc_h, "displacements_wall_s": tw_d, "displacements_cpu_s": tc_d,
             "cost_ratio_cpu_hessian_over_displacements": tc_h / tc_d,
@@ -91,7 +93,6 @@ def part1(calc, label):
 
 def part2():
     import jax
-
     from nequix.calculator import NequixCalculator
 
     from pftflow.calculators.nequix import NequixForceCalculator
@@ -147,21 +148,54 @@ def part2():
     return results
 
 
+def part3(folder: Path):
+    """Distinct padded graph shapes (= XLA compilations) over the supercells of a many-material campaign
+    (the chalcogenide set in ../shared/data): this backend's ladder vs the package calculator's padding."""
+    import glob
+
+    import phonopy
+    from matscipy.neighbours import neighbour_list
+
+    from pftflow.calculators.nequix import bucket_size
+
+    sizes = []
+    for f in sorted(glob.glob(str(folder / "*.phonopy.yaml.xz"))):
+        a = phonopy_to_atoms(phonopy.load(f, produce_fc=False, log_level=0).supercell)
+        sizes.append((len(a), len(neighbour_list("i", positions=a.positions, cell=a.cell[:], pbc=a.pbc, cutoff=6.0))))
+    pkg = [((n + 8) // 8 * 8, (int(np.ceil(e * 1.1)) + 63) // 64 * 64) for n, e in sizes]
+    out = {"n_materials": len(sizes), "atoms_range": [min(n for n, _ in sizes), max(n for n, _ in sizes)],
+           "edges_range": [min(e for _, e in sizes), max(e for _, e in sizes)],
+           "package": {"distinct_shapes": len(set(pkg)), "mean_edge_padding": float(np.mean([p[1] / e for p, (_, e) in zip(pkg, sizes)]))}}
+    for spo in (4, 2, 1):
+        mine = [(bucket_size(n + 1, 16, spo), bucket_size(int(np.ceil(1.02 * e)), 64, spo)) for n, e in sizes]
+        out[f"pftflow_steps_per_octave_{spo}"] = {"distinct_shapes": len(set(mine)), "mean_edge_padding": float(np.mean([m[1] / e for m, (_, e) in zip(mine, sizes)]))}
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["sevennet", "nequix"])
     ap.add_argument("--no-jit", action="store_true", help="skip part 2 (Nequix compile counts)")
+    ap.add_argument("--shapes-only", action="store_true", help="only part 3 (padded shapes over the chalcogenide set)")
     ap.add_argument("--out", default="hessian_vs_displacements.json")
     args = ap.parse_args()
     from pftflow.calculators import get_calculator
 
     out = {"host": platform.node(), "cpu_count": os.cpu_count(), "omp": os.environ.get("OMP_NUM_THREADS"), "part1": [], "time": time.ctime()}
+    chalc = ROOT.parent / "shared" / "data" / "chalcogenides"
+    if args.shapes_only:
+        out["part3"] = part3(chalc)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        return
     if "sevennet" in args.models:
         out["part1"] += part1(get_calculator({"backend": "sevennet", "model": "7net-0", "device": "cpu"}), "sevennet:7net-0")
     if "nequix" in args.models and NEQUIX.is_file():
         out["part1"] += part1(get_calculator({"backend": "nequix", "model": str(NEQUIX)}), "nequix:nequix-mp-1")
         if not args.no_jit:
             out["part2"] = part2()
+    if chalc.is_dir():
+        out["part3"] = part3(chalc)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
 

@@ -82,7 +82,7 @@ def new_store(root: Path) -> JobStore:
 def old_store(root: Path) -> JobStore:
     from maggma.stores import MontyStore
 
-    kw = dict(database_path=str(root / "store"), database_name="pftflow", storage="sqlite")
+    kw = {"database_path": str(root / "store"), "database_name": "pftflow", "storage": "sqlite"}
     return JobStore(MontyStore("outputs", **kw), additional_stores={"data": MontyStore("outputs_data", **kw)})
 
 
@@ -126,7 +126,7 @@ def run_store(kind: str, root: Path, sizes: list[int], reps: int, arrays: dict, 
         for r in range(k):
             u = str(_uuid.UUID(int=1 + (r * 7919) % size))  # a job stored during the fill
             out = {}
-            reads.append(timed(lambda u=u: out.update(v=js.get_output(u, load=True))))
+            reads.append(timed(lambda u=u, out=out: out.update(v=js.get_output(u, load=True))))
             assert np.asarray(out["v"]["force_constants"]).shape == (64, 64, 3, 3)
             if kind == "new":  # the store's share of get_output: the query jobflow makes (no reference scan)
                 store_reads.append(timed(lambda u=u: js.query_one({"uuid": u}, properties=["output"], sort={"index": -1}, load=True)))
@@ -149,8 +149,8 @@ def encoding_table(arrays: dict) -> None:
     print("document encoding, one 64x64x3x3 float64 blob (0.29 MB of raw doubles):")
     for name, enc, dec in [("json (stdlib)", lambda d: json.dumps(d).encode(), json.loads), ("json (orjson)", orjson.dumps, orjson.loads), ("msgpack (used)", encode_doc, decode_doc)]:
         b = enc(blob)
-        te = min(timed(lambda: enc(blob))[0] for _ in range(5))
-        td = min(timed(lambda: dec(b))[0] for _ in range(5))
+        te = min(timed(lambda enc=enc: enc(blob))[0] for _ in range(5))
+        td = min(timed(lambda dec=dec, b=b: dec(b))[0] for _ in range(5))
         assert dec(b) == blob
         print(f"  {name:15s} {len(b) / 1e6:6.3f} MB  encode {te * 1e3:6.1f} ms  decode {td * 1e3:6.1f} ms (CPU, best of 5)")
 

@@ -15,9 +15,9 @@ if ! "$PY" -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/d
   echo "[install] torch 2.13.0 (CPU)"
   "$PY" -m pip install -q "torch==2.13.0"
 fi
-if ! "$PY" -c "import phonopy, phono3py, seekpath, jobflow, maggma, montydb, fireworks, mongomock, sevenn, chgnet, mace, torch_ema, pytest, pandas, matplotlib" 2>/dev/null; then
-  echo "[install] scientific stack (phonopy, phono3py, jobflow, maggma, montydb, FireWorks, SevenNet, CHGNet, MACE)"
-  "$PY" -m pip install -q -c "$constraint" -e ".[mlip,fireworks,test]"
+if ! "$PY" -c "import phonopy, phono3py, seekpath, jobflow, maggma, montydb, fireworks, mongomock, sevenn, chgnet, mace, torch_ema, pytest, pandas, matplotlib, hiphive, atomate2" 2>/dev/null; then
+  echo "[install] scientific stack (phonopy, phono3py, jobflow, maggma, montydb, FireWorks, SevenNet, CHGNet, MACE, atomate2)"
+  "$PY" -m pip install -q -c "$constraint" -e ".[mlip,fireworks,test,vasp]"
 else
   "$PY" -m pip install -q --no-deps -e .
 fi

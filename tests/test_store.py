@@ -109,11 +109,11 @@ QUERIES = [
 @pytest.mark.parametrize("criteria,properties,sort,skip,limit", QUERIES)
 def test_query_matches_mongo_semantics(pair, criteria, properties, sort, skip, limit):
     sq, mem = pair
-    props = lambda: None if properties is None else (list(properties) if isinstance(properties, list) else dict(properties))  # noqa: E731
+    props = lambda: None if properties is None else (list(properties) if isinstance(properties, list) else dict(properties))
     got = list(sq.query(criteria, properties=props(), sort=sort, skip=skip, limit=limit))
     want = _strip_id(mem.query(criteria, properties=props(), sort=sort, skip=skip, limit=limit))
     if sort is None:  # Mongo promises no order without a sort
-        key = lambda d: json.dumps(d, sort_keys=True)  # noqa: E731
+        key = lambda d: json.dumps(d, sort_keys=True)
         got, want = sorted(got, key=key), sorted(want, key=key)
     assert got == want
     assert sq.count(criteria) == mem.count(criteria)

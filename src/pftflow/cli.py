@@ -1,6 +1,6 @@
 """Command line (thin: parses arguments, calls spec / run / results).
 
-``pftflow run SPEC``, ``pftflow results [SPEC] --format table|csv|json``, ``pftflow submit SPEC
+``pftflow run SPEC [--wait]``, ``pftflow results [SPEC] --format table|csv|json``, ``pftflow status [SPEC]``, ``pftflow submit SPEC
 [--launch]`` (FireWorks), ``pftflow validate SPEC`` (the plan), ``pftflow schema`` (JSON Schema).
 """
 
@@ -85,8 +85,8 @@ def _print_plan(spec, path: str) -> None:
             _, reused = KINDS[spec.kind].build(spec, st)
         finally:
             st.close()
-        n_reused = sum(len(v) for v in reused.values())
-        print(f"  store: {store} holds {n_done} finished jobs of this campaign; a run would reuse {n_reused} stored stage(s)")
+        n_reused = sum(len(v) for k, v in reused.items() if k != "jobs")
+        print(f"  store: {store} holds {n_done} documents of this campaign; a run would reuse {len(reused.get('jobs', []))} stored job(s), {n_reused} whole stage(s)")
     else:
         print(f"  store: {store} (new)")
 
@@ -101,20 +101,33 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_run.add_argument("--no-plots", action="store_true", help="skip band-structure PNGs")
     p_run.add_argument("--json", action="store_true", help="print the run summary as JSON instead of text")
+    p_run.add_argument("--wait", nargs="?", type=float, const=float("inf"), default=0.0, metavar="SECONDS",
+                       help="if another run holds the campaign, wait for it (up to SECONDS; no value: as long as it takes) instead of refusing")
     p_res = sub.add_parser("results", help="material x model metrics from the store")
     p_res.add_argument("spec", nargs="?", help="campaign spec (default: the last one run from this directory)")
     p_res.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p_sub = sub.add_parser("submit", help="add the campaign to a FireWorks LaunchPad (embedded mongomock by default)")
     p_sub.add_argument("spec")
     p_sub.add_argument("--launch", action="store_true", help="also run it here with rapidfire")
+    p_sub.add_argument("--fworker", metavar="NAME", help="with --launch: FireWorker name to run as (default: fireworks.fworker of the spec)")
+    p_sub.add_argument("--category", action="append", choices=["gpu", "cpu-heavy", "light"], metavar="CATEGORY",
+                       help="with --launch: pull only jobs of this resource category (gpu, cpu-heavy, light; repeat for several; default: all)")
+    p_sub.add_argument("--max-launches", type=int, default=0, metavar="N", help="with --launch: stop after N jobs (default 0: all)")
+    p_st = sub.add_parser("status", help="per material x model x stage: done, reused, failed (with reason) or missing; wall time per stage")
+    p_st.add_argument("spec", nargs="?", help="campaign spec (default: the last one run from this directory)")
+    p_st.add_argument("--json", action="store_true", help="print the status as JSON")
+    p_exp = sub.add_parser("export", help="write the labelled sets of a dataset campaign to extxyz (REF_energy / REF_forces / REF_stress)")
+    p_exp.add_argument("spec", nargs="?", help="dataset campaign spec (default: the last one run from this directory)")
+    p_exp.add_argument("--out", required=True, help="extxyz file to write")
     p_val = sub.add_parser("validate", help="check a campaign spec and print its plan, without running it")
     p_val.add_argument("spec")
     sub.add_parser("schema", help="print the JSON Schema of campaign specs (for editors)")
     args = parser.parse_args(argv)
 
     from pftflow.results import format_results, jsonable, load_results
+    from pftflow.run.lock import CampaignLocked
     from pftflow.spec import SpecError
-    from pftflow.store import StoreVersionError
+    from pftflow.store import StoreConnectionError, StoreVersionError
 
     try:
         if args.cmd == "schema":
@@ -129,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             from pftflow.run import run_campaign
 
             spec = _spec(args.spec)
-            summary = run_campaign(spec, progress=not args.no_progress, plots=not args.no_plots)
+            summary = run_campaign(spec, progress=not args.no_progress, plots=not args.no_plots, wait_s=args.wait)
             if args.json:
                 print(json.dumps(jsonable(summary.as_dict()), indent=2))
             else:
@@ -139,14 +152,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "submit":
             from pftflow.run import submit_campaign
 
-            print(json.dumps(jsonable(submit_campaign(_spec(args.spec), launch=args.launch)), indent=2))
+            out = submit_campaign(_spec(args.spec), launch=args.launch, fworker=args.fworker, categories=args.category, max_launches=args.max_launches)
+            print(json.dumps(jsonable(out), indent=2))
+            return 0
+        if args.cmd == "export":
+            from pftflow.export import export_campaign
+
+            try:
+                out = export_campaign(_resolve_spec(args.spec), args.out)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            sets = ", ".join(f"{x['material_id']}/{x['name']} {x['n_structures']}" for x in out["sets"])
+            print(f"{out['path']}: {out['n_frames']} structures ({sets})")
             return 0
         if args.cmd == "results":
             print(format_results(load_results(_resolve_spec(args.spec)), args.format))
             return 0
-    except (SpecError, StoreVersionError) as exc:
+        if args.cmd == "status":
+            from pftflow.status import campaign_status, format_status
+
+            st = campaign_status(_resolve_spec(args.spec))
+            print(json.dumps(jsonable(st), indent=2) if args.json else format_status(st))
+            return 0
+    except (SpecError, StoreVersionError, StoreConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except CampaignLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     return 1
 
 

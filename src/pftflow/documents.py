@@ -97,6 +97,19 @@ class DisplacementSetDoc(Document):
         return len(self.supercells)
 
 
+class ForceConstantsDoc(Document):
+    """Force constants computed directly (the model's Hessian), not fitted from a displacement set."""
+
+    unitcell: Structure = Field(description="unit cell (Å)")
+    supercell_matrix: Array = Field(description="(3, 3) integers")
+    primitive_matrix: Array | None = Field(None, description="(3, 3) or None")
+    force_constants_eV_per_A2: Array = Field(description="full force constants (N, N, 3, 3), eV/Å²")
+    method: str = Field(description="how they were computed: hessian (Hessian-vector products of the model energy)")
+    n_rows: int = Field(description="Hessian rows computed: 3 per symmetry-independent supercell atom")
+    wall_time_s: float | None = Field(None, description="wall time (s)")
+    model: dict[str, Any] = Field(default_factory=dict, description="calculator provenance")
+
+
 class PhononAnalysisDoc(Document):
     """Harmonic phonons of one material with one model (or the reference)."""
 
@@ -139,4 +152,95 @@ class ComparisonDoc(Document):
         if self.error is not None:
             out["error"] = self.error
         out.update(self.metrics)
+        return out
+
+
+class FailureDoc(Document):
+    """A job that failed: written by the runner into the store (``metadata.stage == "failure"``;
+    the failed job's key is in ``metadata.failed_key``, never in ``pftflow_key``, so reuse lookups
+    cannot take it for an output).  The whole traceback is in ``log_file``."""
+
+    campaign: str = Field(description="campaign name (spec `name`)")
+    kind: str = Field(description="campaign kind: phonons | kappa | finetune")
+    material_id: str | None = Field(None, description="material id")
+    model: str | None = Field(None, description="model name (`reference` for the reference calculation)")
+    stage: str | None = Field(None, description="pipeline stage of the failed job (pftflow.identity.STAGES)")
+    error_class: str = Field(description="exception class name, e.g. RuntimeError")
+    reason: str = Field(description="one line: `ErrorClass: message`")
+    hint: str | None = Field(None, description="how to fix it, when known")
+    job_name: str = Field(description="jobflow job name")
+    job_uuid: str | None = Field(None, description="jobflow job uuid")
+    pftflow_key: str | None = Field(None, description="content key of the failed job (metadata.pftflow_key)")
+    time: float = Field(description="UNIX time of the failure (s)")
+    host: str | None = Field(None, description="host name of the run")
+    log_file: str | None = Field(None, description="log file holding the whole traceback")
+
+
+class LabelledSetDoc(Document):
+    """A labelled structure set of one material: structures with reference energies (eV), forces
+    (eV/Å) and stresses (eV/Å³), and where they come from (``kind: dataset``, docs/dataset.md).
+
+    Export: :func:`pftflow.export.write_extxyz` (``REF_energy`` / ``REF_forces`` / ``REF_stress``);
+    training: :meth:`to_labelled_structures` (:class:`pftflow.training.data.LabelledStructure`)."""
+
+    material_id: str = Field(description="material id")
+    name: str = Field(description="set name (spec sampling name, or 'import')")
+    kind: str = Field(description="rattle | mc_rattle | rattle_relax | strain | displacements | import")
+    labeller: str = Field(description="display name of the calculator that labelled the set, or import:<format>")
+    structures: StructureSet = Field(description="the labelled structures (Å)")
+    energies_eV: Array | None = Field(None, description="energies (eV), shape (n,); None when the source has none")
+    forces_eV_per_A: Array = Field(description="forces (eV/Å), shape (n, N, 3)")
+    stresses_eV_per_A3: Array | None = Field(None, description="stresses (eV/Å³), Voigt xx yy zz yz xz xy, ASE sign (positive = tensile), (n, 6)")
+    unitcell: Structure | None = Field(None, description="the material's unit cell (Å), when known")
+    supercell_matrix: Array | None = Field(None, description="(3, 3) integers (phonopy convention) shared by every set of the material")
+    structure_info: list[dict[str, Any]] = Field(default_factory=list, description="per structure: seed and what was done to it")
+    checks: dict[str, Any] | None = Field(None, description="sampling checks: min distance (Å), displacement std (Å), duplicates")
+    provenance: dict[str, Any] = Field(
+        default_factory=dict, description="code, calculator settings, pseudopotential ids when known, seeds, sampling settings, source file"
+    )
+
+    @property
+    def n_structures(self) -> int:
+        return len(self.structures)
+
+    def to_atoms(self) -> list[Atoms]:
+        """The structures as ASE Atoms (no labels attached)."""
+        return self.structures.to_atoms()
+
+    def to_labelled_structures(self) -> list:
+        """The set as :class:`pftflow.training.data.LabelledStructure` objects (fine-tuning engine)."""
+        from pftflow.training.data import LabelledStructure
+
+        tag = {"displacements": "displacement", "import": "upstream", "strain": "strained"}.get(self.kind, "rattled")
+        out = []
+        for k, atoms in enumerate(self.to_atoms()):
+            out.append(
+                LabelledStructure(
+                    atoms,
+                    None if self.energies_eV is None else float(self.energies_eV[k]),
+                    np.asarray(self.forces_eV_per_A[k]),
+                    None if self.stresses_eV_per_A3 is None else np.asarray(self.stresses_eV_per_A3[k]),
+                    material_id=self.material_id,
+                    kind=tag,
+                )
+            )
+        return out
+
+    def statistics(self) -> dict[str, Any]:
+        """Counts, energy (eV/atom) and force (eV/Å) statistics of the set."""
+        n_atoms = len(self.structures.symbols)
+        f = np.asarray(self.forces_eV_per_A, dtype=float).reshape(self.n_structures, n_atoms, 3)
+        norms = np.linalg.norm(f, axis=-1)
+        out: dict[str, Any] = {
+            "n_structures": self.n_structures,
+            "n_atoms": n_atoms,
+            "force_rms_eV_per_A": float(np.sqrt(np.mean(f**2))),
+            "force_max_eV_per_A": float(norms.max()) if norms.size else 0.0,
+            "force_mean_norm_eV_per_A": float(norms.mean()) if norms.size else 0.0,
+        }
+        if self.energies_eV is not None:
+            e = np.asarray(self.energies_eV, dtype=float) / n_atoms
+            out.update(energy_mean_eV_per_atom=float(e.mean()), energy_std_eV_per_atom=float(e.std()), energy_range_eV_per_atom=float(e.max() - e.min()))
+        if self.stresses_eV_per_A3 is not None:
+            out["stress_max_abs_eV_per_A3"] = float(np.abs(self.stresses_eV_per_A3).max())
         return out

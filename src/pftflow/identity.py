@@ -6,7 +6,7 @@ queries, reuse keys and result tables.  The two naming rules live here and nowhe
 * :func:`material_id_from_path` — the material id of a reference file when the spec gives none;
 * :func:`model_name` — the display name of a calculator spec.
 
-A :class:`ResultId` is stored in every job's ``metadata`` (flat keys, so MongoDB / montydb
+A :class:`ResultId` is stored in every job's ``metadata`` (flat keys, so MongoDB / SQLite-store
 queries like ``{"metadata.material_id": "Si"}`` work) together with ``pftflow_key``, the hash of
 everything that determines the job's output (:func:`content_key`).
 """

@@ -28,6 +28,8 @@ TABLE_COLUMNS = [
     ("mesh_mae_THz", "BZ MAE [THz]", "{:.3f}"),
     ("stable", "stable", "{}"),
     ("stable_ref", "stable ref", "{}"),
+    ("status", "status", "{}"),  # ok | failed | missing (a failed job or a pair not run: see reason)
+    ("error", "reason", "{:.80}"),
 ]
 
 #: columns of the summary table (per model, over materials)
@@ -121,3 +123,321 @@ def format_results(res: dict, fmt: str) -> str:
             else:
                 text += f"  {model}: {s}\n"
     return text
+
+
+# ------------------------------------------------------------------------------------ pandas
+import re  # noqa: E402 - the pandas API is appended to this module
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Iterable  # noqa: E402
+
+#: columns of :func:`load` (``name -> (unit, description)``); units in the names as in
+#: docs/metrics.md.  Unit ``-``: a label or flag; ``1``: a dimensionless number.  Thermal fields at
+#: another temperature than 300 K carry it in their name (``entropy_600K_J_per_K_mol``), see
+#: :func:`column_info`.  Rendered in docs/report.md.
+COLUMNS: dict[str, tuple[str, str]] = {
+    # identity: one row per campaign × material × model × variant
+    "campaign": ("-", "campaign name (spec `name`)"),
+    "kind": ("-", "campaign kind: phonons | kappa | finetune | dataset"),
+    "material_id": ("-", "material id"),
+    "model": ("-", "model name (dataset: the labeller)"),
+    "variant": ("-", "what else tells rows of one material × model apart: phonons: the reference (its calculator "
+                     "name, `vasp` or `import`); kappa: the conductivity (wigner | rta); finetune: the strategy; "
+                     "dataset: the set name"),
+    "strategy": ("-", "finetune: `base` for the base model, else the fine-tuning mode (full | frozen | delta | lora); "
+                      "None for other kinds"),
+    "n_train_structures": ("structures", "finetune: structures in the fine-tuning training split (0 for the base "
+                                         "model); None for other kinds"),
+    "status": ("-", "ok | failed | missing (missing: not run yet or not finished)"),
+    "failed": ("-", "True when the job failed or the model gave no result (the reason says why)"),
+    "reason": ("-", "one line: why the row failed or is missing (None when ok)"),
+    "failed_stage": ("-", "stage of the failed job (relax, forces, ...; `reference ...` when the reference failed)"),
+    "hint": ("-", "how to fix the failure, when known"),
+    # harmonic phonons (phonons, finetune): docs/metrics.md
+    "relax_converged": ("-", "the model relaxation converged"),
+    "symmetry_preserved": ("-", "the model relaxation kept the space group"),
+    "temperature_K": ("K", "temperature of the thermal metrics"),
+    "omega_max_K": ("K", "ω_max of the model: max frequency over the commensurate q-points"),
+    "omega_max_K_ref": ("K", "ω_max of the reference"),
+    "omega_max_error_K": ("K", "ω_max model − reference"),
+    "omega_max_abs_error_K": ("K", "|ω_max model − reference|"),
+    "entropy_300K_J_per_K_mol": ("J/K/mol", "S(300 K) of the model, per mole of primitive cells"),
+    "entropy_300K_J_per_K_mol_ref": ("J/K/mol", "S(300 K) of the reference"),
+    "entropy_error_300K_J_per_K_mol": ("J/K/mol", "S model − reference"),
+    "entropy_abs_error_300K_J_per_K_mol": ("J/K/mol", "|S model − reference|"),
+    "free_energy_300K_kJ_per_mol": ("kJ/mol", "F(300 K) of the model incl. zero-point, per mole of primitive cells"),
+    "free_energy_300K_kJ_per_mol_ref": ("kJ/mol", "F(300 K) of the reference"),
+    "free_energy_error_300K_kJ_per_mol": ("kJ/mol", "F model − reference"),
+    "free_energy_abs_error_300K_kJ_per_mol": ("kJ/mol", "|F model − reference|"),
+    "heat_capacity_300K_J_per_K_mol": ("J/K/mol", "C_V(300 K) of the model, per mole of primitive cells"),
+    "heat_capacity_300K_J_per_K_mol_ref": ("J/K/mol", "C_V(300 K) of the reference"),
+    "heat_capacity_error_300K_J_per_K_mol": ("J/K/mol", "C_V model − reference"),
+    "heat_capacity_abs_error_300K_J_per_K_mol": ("J/K/mol", "|C_V model − reference|"),
+    "stable": ("-", "MDR dynamical stability of the model"),
+    "stable_ref": ("-", "MDR dynamical stability of the reference"),
+    "stability_agrees": ("-", "stable == stable_ref"),
+    "mesh": ("-", "Γ-centred BZ mesh numbers of the thermal and mesh metrics, e.g. [32, 32, 32]"),
+    "mesh_mae_THz": ("THz", "weighted MAE of the frequencies on the BZ mesh"),
+    "mesh_rmse_THz": ("THz", "weighted RMSE of the frequencies on the BZ mesh"),
+    "band_rmse_THz": ("THz", "RMSE of the frequencies along the band path"),
+    "metric_errors": ("-", "why a metric is None (mesh or path mismatch, data missing)"),
+    # κ (kappa): docs/kappa.md
+    "name": ("-", "kappa: material display name (formula)"),
+    "kappa_W_per_mK": ("W/m/K", "κ of the model: trace/3 of the total κ tensor at the first temperature"),
+    "kappa_dft_W_per_mK": ("W/m/K", "DFT reference κ at the same temperature"),
+    "srd": ("1", "symmetric relative deviation 2(κ − κ_DFT)/(κ + κ_DFT); −2 on failure"),
+    "sre": ("1", "symmetric relative error |SRD|; 2 on failure"),
+    "srme": ("1", "symmetric relative mean error of the per-mode κ; 2 on failure"),
+    # labelled sets (dataset): docs/dataset.md
+    "set_kind": ("-", "dataset: how the set was made (rattle | mc_rattle | rattle_relax | strain | displacements | import)"),
+    "n_structures": ("structures", "dataset: labelled structures in the set"),
+    "n_atoms": ("atoms", "dataset: atoms per structure"),
+    "energy_mean_eV_per_atom": ("eV/atom", "dataset: mean energy"),
+    "energy_std_eV_per_atom": ("eV/atom", "dataset: energy standard deviation"),
+    "energy_range_eV_per_atom": ("eV/atom", "dataset: max − min energy"),
+    "force_rms_eV_per_A": ("eV/Å", "dataset: RMS force component"),
+    "force_max_eV_per_A": ("eV/Å", "dataset: largest force norm"),
+    "force_mean_norm_eV_per_A": ("eV/Å", "dataset: mean force norm"),
+    "stress_max_abs_eV_per_A3": ("eV/Å³", "dataset: largest |stress component|"),
+    "displacement_std_A": ("Å", "dataset: standard deviation of the displacements from the unit cell"),
+    "min_distance_A": ("Å", "dataset: shortest interatomic distance in the set"),
+    "checks_ok": ("-", "dataset: the sampling checks passed"),
+    "seconds_per_structure": ("s", "dataset: labelling wall time per structure"),
+}
+
+_THERMAL = re.compile(r"^(entropy|free_energy|heat_capacity)(_error|_abs_error)?_(\d+(?:\.\d+)?)K_(J_per_K_mol|kJ_per_mol)(_ref)?$")
+
+
+def column_info(name: str) -> tuple[str, str]:
+    """``(unit, description)`` of a column of :func:`load` (thermal fields at any temperature:
+    ``entropy_600K_J_per_K_mol`` is described as its 300 K twin, at 600 K).  KeyError for an unknown name."""
+    if name in COLUMNS:
+        return COLUMNS[name]
+    m = _THERMAL.match(name)
+    if m:
+        unit, desc = COLUMNS[f"{m[1]}{m[2] or ''}_300K_{m[4]}{m[5] or ''}"]
+        return unit, desc.replace("(300 K)", f"({m[3]} K)") + f" (at {m[3]} K)"
+    raise KeyError(f"{name}: not a column of pftflow.results.load (see pftflow.results.COLUMNS)")
+
+
+_ID_COLUMNS = ["campaign", "kind", "material_id", "model", "variant", "strategy", "n_train_structures", "status", "failed", "reason", "failed_stage", "hint"]
+
+
+@dataclass
+class StoredCampaign:
+    """A campaign read back from a store without its spec file: what the results readers use
+    (``name``, ``kind``, ``material_ids``, ``model_names``, ``set_names``, ``raw``), from the spec the
+    campaign recorded (``metadata.stage == "parameters"``) or, without one, from the stored jobs."""
+
+    name: str
+    kind: str
+    material_ids: list[str]
+    model_names: list[str]
+    set_names: list[str]
+    raw: dict
+    store_dir: Path | None = None
+    store_uri: str | None = None
+    recorded: bool = False
+
+
+def _stored_campaigns(store, store_dir: Path) -> list[StoredCampaign]:
+    """Every campaign in ``store`` (its jobs' ``metadata.campaign`` / ``metadata.kind``)."""
+    from pftflow.identity import REFERENCE_MODEL
+
+    out = []
+    for name in sorted(c for c in store.docs_store.distinct("metadata.campaign") if c):
+        kinds = [k for k in store.docs_store.distinct("metadata.kind", {"metadata.campaign": name}) if k in KINDS]
+        if not kinds:
+            continue
+        kind = kinds[0]
+        par = store.docs_store.query_one({"metadata.campaign": name, "metadata.stage": "parameters"}, properties=["output"],
+                                         sort={"completed_at": -1})
+        raw = dict(((par or {}).get("output") or {}).get("spec") or {})
+        raw.setdefault("name", name)
+        mids: list[str] = []
+        models: list[str] = []
+        sets: list[str] = []
+        if kind == "phonons":
+            mids = [m.get("id") for m in raw.get("materials") or [] if isinstance(m, dict)]
+            models = [m.get("name") for m in raw.get("models") or [] if isinstance(m, dict)]
+        elif kind == "finetune":
+            mids = [m.get("id") for m in raw.get("test_materials") or [] if isinstance(m, dict)]
+            tr = raw.get("training") or {}
+            models = [n for n in ((tr.get("base_model") or {}).get("name"), tr.get("export_name")) if n]
+        elif kind == "dataset":
+            mids = [m.get("id") for m in raw.get("materials") or [] if isinstance(m, dict)]
+            models = [n for n in [(raw.get("labeller") or {}).get("name")] if n]
+            sets = [s.get("name") for s in raw.get("sampling") or [] if isinstance(s, dict)]
+        if not mids or (kind != "dataset" and not models):  # no recorded spec (κ records none): the stored results
+            stage = {"kappa": "kappa", "dataset": "labelled_set"}.get(kind, "compare")
+            q = {"metadata.campaign": name, "metadata.stage": {"$in": [stage, "failure"]}}
+            docs = sorted(store.docs_store.query(q, properties=["metadata", "completed_at"]), key=lambda d: str(d.get("completed_at", "")))
+            mids = list(dict.fromkeys(d["metadata"].get("material_id") for d in docs if d["metadata"].get("material_id")))
+            models = list(dict.fromkeys(d["metadata"].get("model") for d in docs if d["metadata"].get("model") not in (None, REFERENCE_MODEL)))
+            sets = list(dict.fromkeys(d["metadata"].get("set_name") for d in docs if d["metadata"].get("set_name")))
+        out.append(StoredCampaign(name, kind, [m for m in mids if m], [m for m in models if m], [s for s in sets if s], raw,
+                                  store_dir=store_dir, recorded=par is not None))
+    return out
+
+
+def open_campaigns(spec_or_store, campaign: str | None = None):
+    """``(store, [spec])``: the open store and the campaign(s) to read from it.
+
+    ``spec_or_store``: a loaded spec (:func:`pftflow.spec.load_spec`), the path of a spec (YAML /
+    JSON), or a store directory (holding ``store.sqlite``; every campaign in it, or only ``campaign``).
+    The caller closes the store.  :class:`~pftflow.spec.SpecError` for a path that is neither."""
+    from pftflow.run import open_store
+    from pftflow.spec import SpecError, load_spec
+    from pftflow.store import STORE_FILE, make_job_store
+
+    if isinstance(spec_or_store, (str, Path)):
+        p = Path(spec_or_store).expanduser()
+        if p.is_file() and p.name == STORE_FILE:
+            p = p.parent
+        if p.is_dir():
+            if not (p / STORE_FILE).is_file():
+                raise SpecError(f"{p}: no {STORE_FILE} in this folder: pass a campaign store folder (e.g. campaigns/quickstart) or a spec YAML")
+            store = make_job_store(p)
+            store.connect()
+            specs = _stored_campaigns(store, p)
+            names = ", ".join(s.name for s in specs) or "none"
+            if campaign is not None:
+                specs = [s for s in specs if s.name == campaign]
+            if not specs:
+                store.close()
+                raise SpecError(f"{p / STORE_FILE}: no campaign{'' if campaign is None else f' named {campaign!r}'} in this store "
+                                f"(campaigns: {names}): run one first (pftflow run SPEC) or pick one of those")
+            return store, specs
+        if not p.exists():
+            raise SpecError(f"{p}: no such file or folder: pass a campaign spec (YAML) or a store folder (e.g. campaigns/quickstart)")
+        spec_or_store = load_spec(p)
+    spec = spec_or_store
+    if not hasattr(spec, "kind") or spec.kind not in KINDS:
+        raise SpecError(f"{spec!r}: not a campaign spec: pass pftflow.spec.load_spec(path), a spec path or a store folder")
+    return open_store(spec), [spec]
+
+
+def _variant(spec) -> str | None:
+    """The campaign-wide part of ``variant``: the reference of a phonons campaign, κ's conductivity."""
+    raw = spec.raw if isinstance(getattr(spec, "raw", None), dict) else {}
+    if spec.kind == "phonons":
+        ref = getattr(spec, "reference", None)
+        ref = ref.model_dump(mode="json") if ref is not None else raw.get("reference") or {}
+        if ref.get("code") == "vasp":
+            return "vasp"
+        if ref.get("mode") == "compute":
+            return (ref.get("calculator") or {}).get("name") or "reference"
+        return "import"
+    if spec.kind == "kappa":
+        block = raw.get("kappa") if isinstance(raw.get("kappa"), dict) else raw
+        return ((block or {}).get("settings") or {}).get("conductivity") or "wigner"
+    return None
+
+
+def results_rows(spec, res: dict, store=None) -> list[dict]:
+    """The rows of :func:`load` for one campaign: the reader's rows (``res`` from
+    :func:`load_results`) with identity, status and reason filled in, failed / missing pairs
+    added for kinds whose reader leaves them out (``store`` needed for their reasons)."""
+    from pftflow.flows.campaigns import pair_status
+
+    kind, campaign = res.get("kind", spec.kind), res.get("campaign", spec.name)
+    variant = _variant(spec)
+    train = res.get("train") or {}
+    mode = (train.get("finetune_report") or {}).get("mode") or ((train.get("finetune_report") or {}).get("spec") or {}).get("mode")
+    n_train = (train.get("counts") or {}).get("train")
+    ft_model = train.get("model") or (spec.model_names[-1] if kind == "finetune" and spec.model_names else None)
+    rows = []
+    for r in res.get("rows") or []:
+        r = dict(r)
+        row: dict[str, Any] = {"campaign": campaign, "kind": kind}
+        if kind == "dataset":
+            r["set_kind"] = r.pop("kind", None)
+            r["model"] = r.pop("labeller", None)
+            row["variant"] = r.pop("set", None)
+        failed = bool(r.get("failed"))
+        reason = r.pop("error", None)
+        kreason = r.pop("failed_reason", None)
+        if kreason and reason:
+            reason = f"{kreason}: {reason}"
+        reason = reason or kreason
+        status = r.pop("status", None) or ("failed" if failed else "ok")
+        row.update(failed=failed or status == "failed", status=status, reason=reason)
+        if kind == "finetune":
+            is_ft = r.get("model") == ft_model
+            row.update(strategy=(mode or "fine-tuned") if is_ft else "base", n_train_structures=(n_train if is_ft else 0))
+            row["variant"] = row["strategy"]
+        elif kind != "dataset":
+            row["variant"] = variant
+        row.update({k: v for k, v in r.items() if k not in row})
+        rows.append(row)
+    if kind in ("kappa", "finetune") and store is not None and spec.material_ids and spec.model_names:
+        done = {(r["material_id"], r["model"]) for r in rows}
+        pairs = [(m, mod) for m in spec.material_ids for mod in spec.model_names]
+        for r in pair_status(campaign, store, pairs, done).values():
+            row = {"campaign": campaign, "kind": kind, **r, "reason": r.pop("error", None)}
+            if kind == "finetune":
+                is_ft = r["model"] == ft_model
+                row.update(strategy=(mode or "fine-tuned") if is_ft else "base", n_train_structures=(n_train if is_ft else 0))
+                row["variant"] = row["strategy"]
+            else:
+                row["variant"] = variant
+            rows.append(row)
+        order_m, order_mod = spec.material_ids, spec.model_names
+        rows.sort(key=lambda r: (order_mod.index(r["model"]) if r["model"] in order_mod else len(order_mod),
+                                 order_m.index(r["material_id"]) if r["material_id"] in order_m else len(order_m))
+                  if kind == "kappa" else
+                  (order_m.index(r["material_id"]) if r["material_id"] in order_m else len(order_m),
+                   order_mod.index(r["model"]) if r["model"] in order_mod else len(order_mod)))
+    return rows
+
+
+def frame(rows: list[dict]):
+    """A DataFrame of :func:`results_rows` rows: identity columns first, then the
+    :data:`COLUMNS` order, then any other column (thermal fields at another temperature)."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    for c in _ID_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    known = [c for c in COLUMNS if c in df.columns and c not in _ID_COLUMNS]
+    rest = [c for c in df.columns if c not in _ID_COLUMNS and c not in COLUMNS]
+    df = df[_ID_COLUMNS + known + rest]
+    df["failed"] = df["failed"].fillna(False).astype(bool)
+    return df.reset_index(drop=True)
+
+
+def load(spec_or_store, *, campaign: str | None = None, material: str | Iterable[str] | None = None,
+         model: str | Iterable[str] | None = None, strategy: str | Iterable[str] | None = None,
+         kind: str | Iterable[str] | None = None):
+    """Results as a ``pandas.DataFrame``: one row per campaign × material × model × variant.
+
+    ``spec_or_store``: a loaded spec (:func:`pftflow.spec.load_spec`), a spec path, or a store folder
+    (every campaign stored in it, found by the jobs' ``metadata.campaign`` / ``metadata.kind``).
+    Filters (a value or a list of values): ``campaign``, ``material`` (material id), ``model``,
+    ``strategy`` (finetune: ``base`` or the fine-tuning mode), ``kind``.  Failed pairs are rows with
+    ``failed == True``, ``status == "failed"`` and the ``reason``; pairs not run yet have ``status ==
+    "missing"``.  Columns and units: :data:`COLUMNS` (docs/report.md)::
+
+        df = load("workflows/quickstart.yaml")
+        df.pivot(index="material_id", columns="model", values="omega_max_abs_error_K")
+    """
+    import pandas as pd
+
+    def pick(v):
+        return None if v is None else ({v} if isinstance(v, str) else set(v))
+
+    camps, kinds = pick(campaign), pick(kind)
+    store, specs = open_campaigns(spec_or_store, campaign if isinstance(campaign, str) else None)
+    rows: list[dict] = []
+    try:
+        for spec in specs:
+            if (camps and spec.name not in camps) or (kinds and spec.kind not in kinds):
+                continue
+            rows += results_rows(spec, KINDS[spec.kind].results(spec, store), store)
+    finally:
+        store.close()
+    df = frame(rows) if rows else pd.DataFrame(columns=_ID_COLUMNS)
+    for col, want in (("material_id", pick(material)), ("model", pick(model)), ("strategy", pick(strategy))):
+        if want is not None:
+            df = df[df[col].isin(want)]
+    return df.reset_index(drop=True)

@@ -62,10 +62,18 @@ def test_registered_backend_and_bad_batch_size():
         get_calculator({"backend": "nequix", "batch_size": 0})
 
 
+def test_supported_species_read_from_the_file_header():
+    """89 elements (H-Pu less 84-88) from the .nqx JSON header, without JAX; None without the file."""
+    calc = get_calculator({"backend": "nequix", "model": str(nequix_weights("nequix-mp-1"))})
+    species = calc.supported_species()
+    assert len(species) == 89 and {"Si", "Na", "Cl", "Pu"} <= species and not {"Po", "Rn", "Og"} & species
+    assert get_calculator({"backend": "nequix", "model": "/nowhere/m.nqx"}).supported_species() is None
+
+
 # ------------------------------------------------------------------------------ with JAX + weights
 @pytest.fixture(scope="module")
 def nequix_calc():
-    pytest.importorskip("nequix", reason="nequix extra not installed (bash scripts/install_nequix.sh)")
+    pytest.importorskip("nequix", reason="nequix extra not installed (bash scripts/install_nequix.sh)", exc_type=ImportError)
     path = nequix_weights("nequix-mp-1")
     from pftflow.calculators.backends import cached_calculator
 

@@ -42,16 +42,18 @@ NACL = {
     "supercell_matrix": [2, 2, 2],
 }
 EMT = {"backend": "ase", "name": "EMT", "import_path": "ase.calculators.emt:EMT"}
+#: a reference calculator for Si and NaCl (EMT covers neither; LJ declares no element list)
+LJ = {"backend": "ase", "name": "LJ", "import_path": "ase.calculators.lj:LennardJones"}
 
 
 def phonons_spec() -> dict:
-    """workflows/quickstart.yaml, with EMT as the reference calculator (no GPAW needed to validate)."""
+    """workflows/quickstart.yaml, with LJ as the reference calculator (no GPAW needed to validate)."""
     return {
         "name": "qs",
         "kind": "phonons",
         "store": {"path": "campaigns/qs"},
         "materials": [copy.deepcopy(SI), copy.deepcopy(NACL)],
-        "reference": {"mode": "compute", "calculator": dict(EMT, name="EMT-ref")},
+        "reference": {"mode": "compute", "calculator": dict(LJ, name="LJ-ref")},
         "models": [{"backend": "sevennet", "model": "7net-0", "name": "SevenNet-0"}, {"backend": "chgnet", "name": "CHGNet"}],
         "settings": {"phonons": {"displacement_A": 0.01, "mesh": 100.0, "temperatures_K": [0, 75, 150, 300, 600]},
                      "relax": {"fmax_eV_per_A": 0.001, "steps": 500}},
@@ -60,17 +62,19 @@ def phonons_spec() -> dict:
 
 @pytest.fixture
 def files(tmp_path, monkeypatch):
-    """Reference files (content not read by the spec), a one-frame κ structures extxyz and a κ reference JSON."""
-    from ase.build import bulk
-    from ase.io import write
+    """Small valid reference files (the spec reads and checks them), an extxyz set, a one-frame κ
+    structures extxyz and a κ reference JSON (tests/spec/spec_files.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from spec_files import NACL_CELL, write_disp_and_force_sets, write_extxyz, write_kappa_files, write_reference
 
     monkeypatch.chdir(tmp_path)
-    for name in ("mp-149.yaml.bz2", "phonopy_params_NaCl.yaml.xz", "phonopy_disp_SnO2.yaml", "FORCE_SETS_SnO2", "up.extxyz"):
-        (tmp_path / name).write_text("placeholder\n")
-    cu = bulk("Cu", "fcc", a=3.61)
-    cu.info.update({"mp_id": "mp-30", "name": "Cu", "fc2_supercell": [3, 3, 3], "fc3_supercell": [2, 2, 2], "q_mesh": [4, 4, 4], "symm.no": 225})
-    write(tmp_path / "structures.extxyz", [cu], format="extxyz")
-    (tmp_path / "kappas_NAC.json").write_text("{}")
+    write_reference(tmp_path / "mp-149.yaml.bz2")
+    write_reference(tmp_path / "phonopy_params_NaCl.yaml.xz", ("Na", "Cl"), NACL_CELL, ((0, 0, 0), (0.5, 0.5, 0.5)))
+    write_disp_and_force_sets(tmp_path)
+    write_extxyz(tmp_path / "up.extxyz")
+    write_kappa_files(tmp_path)
     return tmp_path
 
 
@@ -139,7 +143,7 @@ def test_phonons_typed_values_and_defaults(tmp_path, monkeypatch):
     assert spec.settings.phonons.temperatures_K == [0, 75, 150, 300, 600]
     assert spec.settings.phonons.as_dict()["temperatures_K"] == [0.0, 75.0, 150.0, 300.0, 600.0]
     assert spec.settings.relax.fmax_eV_per_A == 1e-3 and spec.settings.relax_models is True
-    assert spec.reference.calculator.calculator_spec() == {**EMT, "name": "EMT-ref"}
+    assert spec.reference.calculator.calculator_spec() == {**LJ, "name": "LJ-ref"}
     assert spec.model_names == ["SevenNet-0", "CHGNet"] and spec.material_ids == ["Si", "NaCl"]
     # a model without a name gets identity.model_name's; a reference calculator without one is 'reference'
     raw["models"] = ["chgnet", {"backend": "mace", "model": "models/my.model"}]
@@ -346,7 +350,7 @@ def test_json_schema_covers_the_three_kinds_and_accepts_the_shipped_specs():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(json.dumps(spec_json_schema()))  # plain JSON
     assert schema["discriminator"]["propertyName"] == "kind"
-    assert set(schema["discriminator"]["mapping"]) == {"phonons", "kappa", "finetune"}
+    assert set(schema["discriminator"]["mapping"]) == {"phonons", "kappa", "finetune", "dataset"}
     defs = schema["$defs"]
     assert {"PhononsSpec", "KappaSpec", "FinetuneSpec", "PhononSettings", "RelaxSettings", "KappaSettings" if "KappaSettings" in defs else "KappaCampaignSettings",
             "TrainConfig", "FinetuneMode", "LossWeights"} <= set(defs)

@@ -42,7 +42,7 @@ def test_train_flow_runs_and_exports(make_mace, shared, tmp_path, monkeypatch):
     data = training_data_job([{"type": "phonon_reference", "path": str(path)}], None, [{"type": "displacements", "path": str(path)}])
     maker = TrainMaker(config=CFG, export_name="si-tiny")
     tj = maker.make(data.output, {"backend": "mace", "model": str(model_file)})
-    assert tj.config.manager_config == {"_fworker": "gpu"} and tj.metadata["resources"] == "gpu"
+    assert tj.config.manager_config == {"_category": "gpu", "_fworker": "gpu"} and tj.metadata["resources"] == "gpu"
     store = make_job_store(tmp_path / "campaign")
     responses = run_locally(Flow([data, tj]), store=store, create_folders=False, ensure_success=True)
     out = responses[tj.uuid][1].output
@@ -118,7 +118,7 @@ def test_campaign_flow_structure(shared):
     assert [j.metadata.get("stage") for j in top] == ["parameters", "training_data", "train"]
     tj = top[2]
     assert tj.metadata["model"] == "SevenNet-0-pft" and tj.metadata["kind"] == "finetune" and tj.metadata["resources"] == "gpu"
-    assert tj.config.manager_config == {"_fworker": "gpu"}
+    assert tj.config.manager_config == {"_category": "gpu", "_fworker": "gpu"}
     # custom benchmark jobs get the campaign identity and their model's name
     bench_models = [j.metadata["model"] for f in flow.jobs if isinstance(f, Flow) for j in f.jobs]
     assert bench_models == ["SevenNet-0", "SevenNet-0-pft"]

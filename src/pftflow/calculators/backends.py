@@ -78,6 +78,26 @@ class SevenNetCalculator(ForceCalculator):
             self._calc = _Calc(self.checkpoint_path(), **kwargs)
         return self._calc
 
+    def supported_species(self) -> frozenset[str] | None:
+        """The elements of the checkpoint's ``config["chemical_species"]`` (SevenNet-0: 89); None for a
+        file that is not a training checkpoint (e.g. a deployed TorchScript model).  Reads the
+        checkpoint's dict (~10 MB), does not build the network."""
+        if os.path.isfile(self.model):
+            path = self.model
+        else:
+            try:
+                path = self.checkpoint_path()
+            except ValueError as exc:  # sevenn: 'Not a valid potential'
+                raise ValueError(f"sevennet model '{self.model}' is neither a file nor a checkpoint name sevenn knows, e.g. 7net-0 ({exc})") from None
+        import torch
+
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:  # noqa: BLE001 - not a checkpoint dict: unknown, the run loads it its own way
+            return None
+        species = (ckpt.get("config") or {}).get("chemical_species") if isinstance(ckpt, dict) else None
+        return frozenset(str(x) for x in species) if isinstance(species, (list, tuple)) and species else None
+
     def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
         """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward (the training energy model, float64)."""
         if self.modal:
@@ -120,6 +140,12 @@ class CHGNetCalculator(ForceCalculator):
 
             self._model = CHGNet.load(model_name=self.model_version, use_device=self.device, verbose=False)
         return self._model
+
+    def supported_species(self) -> frozenset[str]:
+        """H to Pu (Z = 1-94): CHGNet's atom embedding has one row per element up to Z = 94."""
+        from ase.data import chemical_symbols
+
+        return frozenset(chemical_symbols[1:95])
 
     def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
         """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward through CHGNet's force graph (float32)."""
@@ -232,6 +258,23 @@ class MACECalculator(ForceCalculator):
             self._calc = _Calc(model_paths=str(path), device=self.device, default_dtype=self.default_dtype)
         return self._calc
 
+    def supported_species(self) -> frozenset[str] | None:
+        """The elements of the model's ``atomic_numbers``; None when the model file is not here yet
+        (the run reports that).  Loads the model file once (torch.load on the CPU)."""
+        try:
+            path = resolve_mace_model(self.model)
+        except FileNotFoundError:
+            return None
+        import torch
+        from ase.data import chemical_symbols
+
+        model = torch.load(str(path), map_location="cpu", weights_only=False)
+        z = getattr(model, "atomic_numbers", None)
+        if z is None:
+            return None
+        z = z.detach().cpu().numpy() if hasattr(z, "detach") else np.asarray(z)
+        return frozenset(chemical_symbols[int(x)] for x in np.ravel(z))
+
     def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
         """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward (the training energy model, float64)."""
         from pftflow.phonons.hessian import cached_energy_model_rows
@@ -288,6 +331,15 @@ class ASECalculator(ForceCalculator):
     def ase_calculator(self):
         factory = import_object(self.import_path)
         return factory(**self.kwargs)
+
+    def supported_species(self) -> frozenset[str] | None:
+        """ASE's EMT: the 11 elements of its parameter table (Al Cu Ag Au Ni Pd Pt C N O H); other
+        calculators: None (unknown)."""
+        if self.import_path.replace(":", ".") in ("ase.calculators.emt.EMT", "ase.calculators.emt.emt.EMT"):
+            from ase.calculators.emt import parameters
+
+            return frozenset(parameters)
+        return None
 
     def provenance(self) -> dict[str, Any]:
         top = self.import_path.split(":")[0].split(".")[0]

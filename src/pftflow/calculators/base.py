@@ -72,6 +72,12 @@ class ForceCalculator(ABC):
         """Model name, backend, code version and weights hash."""
         return {"name": self.name, "backend": self.backend}
 
+    def supported_species(self) -> frozenset[str] | None:
+        """Chemical symbols this model can evaluate, or None when unknown (then no material is
+        refused).  The campaign spec asks it when it is loaded, so it should be cheap: read a
+        checkpoint's config rather than build the model where the backend allows."""
+        return None
+
     def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
         """Rows of the Hessian Φ(i a, j b) = ∂²E/∂u_ia ∂u_jb (eV/Å²) of the atoms ``atom_indices`` of
         ``atoms``: array (len(atom_indices), 3, N, 3).  Used by ``force_constants: hessian``

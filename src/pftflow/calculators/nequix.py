@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -148,6 +149,20 @@ class NequixForceCalculator(ForceCalculator):
             self._calc = NequixCalculator(model_path=str(path), backend="jax", use_kernel=False)
         return self._calc
 
+    def supported_species(self) -> frozenset[str] | None:
+        """Elements of the model's ``atomic_numbers`` (the .nqx file's first line is its JSON config; read
+        without JAX); None when the weights are not here (the run reports that)."""
+        import json
+
+        from ase.data import chemical_symbols
+
+        try:
+            with open(self.model_path(), "rb") as fh:
+                z = json.loads(fh.readline().decode()).get("atomic_numbers")
+        except (FileNotFoundError, ValueError):
+            return None
+        return frozenset(chemical_symbols[int(x)] for x in z) if z else None
+
     def provenance(self) -> dict[str, Any]:
         path = self.model_path()
         return {
@@ -203,7 +218,8 @@ class NequixForceCalculator(ForceCalculator):
         padded = jraph.pad_with_graphs(
             g,
             n_node=bucket_size(n_node + 1, 16, s),
-            n_edge=bucket_size(max(n_edge, 1), 64, s),
+            # 2 % headroom: a displaced copy that gains a few neighbours keeps the undisplaced cell's shape
+            n_edge=bucket_size(max(int(math.ceil(1.02 * n_edge)), 1), 64, s),
             n_graph=max(len(structures), self.batch_size) + 1,
         )
         return padded, [len(a) for a in structures]

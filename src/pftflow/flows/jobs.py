@@ -19,6 +19,7 @@ from pftflow.calculators.base import ForceResults
 from pftflow.documents import (
     ComparisonDoc,
     DisplacementSetDoc,
+    ForceConstantsDoc,
     ParametersDoc,
     PhononAnalysisDoc,
     RelaxDoc,
@@ -113,6 +114,31 @@ def forces(structures: StructureSet, calculator: dict) -> ForceResults:
     return res
 
 
+@job(output_schema=ForceConstantsDoc, data=BLOBS)
+def hessian_force_constants(structure, supercell_matrix, primitive_matrix, calculator: dict, symprec: float = 1e-5, symmetrize: bool = True) -> ForceConstantsDoc:
+    """Force constants (eV/Å²) from the model's Hessian rows of the symmetry-independent supercell atoms
+    (:func:`pftflow.phonons.hessian.hessian_force_constants`), instead of finite displacements."""
+    from pftflow.calculators.backends import cached_calculator
+    from pftflow.materials.builders import build_phonopy
+    from pftflow.phonons.hessian import hessian_force_constants as hessian_fc
+    from pftflow.phonons.hessian import independent_atoms
+
+    calc = cached_calculator(calculator)
+    ph = build_phonopy(structure, supercell_matrix, primitive_matrix, symprec)
+    t0 = time.perf_counter()
+    fc = hessian_fc(ph, calc, symmetrize=symmetrize)
+    return ForceConstantsDoc(
+        unitcell=structure,
+        supercell_matrix=np.asarray(supercell_matrix, dtype=int),
+        primitive_matrix=primitive_matrix,
+        force_constants_eV_per_A2=fc,
+        method="hessian",
+        n_rows=3 * len(independent_atoms(ph)),
+        wall_time_s=time.perf_counter() - t0,
+        model=calc.provenance(),
+    )
+
+
 @job(output_schema=PhononAnalysisDoc, data=BLOBS)
 def phonon_analysis(
     material_id: str,
@@ -122,13 +148,15 @@ def phonon_analysis(
     reference: PhononReference | None = None,
     displacements: DisplacementSetDoc | None = None,
     forces: ForceResults | None = None,
+    force_constants: ForceConstantsDoc | None = None,
     qpoints_from: PhononAnalysisDoc | None = None,
     relax: RelaxDoc | None = None,
 ) -> PhononAnalysisDoc:
     """Force constants (eV/Å²) + thermal properties, ω_max, stability, bands, DOS, mesh.
 
     The force constants come from an imported ``reference`` (its stored force constants or its
-    displacement forces), or from ``displacements`` + ``forces`` computed by the flow.
+    displacement forces), from ``displacements`` + ``forces`` computed by the flow, or directly
+    from ``force_constants`` (the model's Hessian).
     ``qpoints_from`` (the reference's analysis) fixes the band path and the mesh numbers, so that
     a model is evaluated on the reference's q-points (a length-based mesh density could round to
     a different mesh for a relaxed lattice).
@@ -145,6 +173,12 @@ def phonon_analysis(
     if reference is not None:
         ph = reference.to_phonopy(symmetrize_fc=s.symmetrize_fc, symprec=s.symprec)
         structure, reference_thermal = reference.unitcell, reference.thermal
+    elif force_constants is not None:
+        from pftflow.materials.builders import build_phonopy
+
+        structure = force_constants.unitcell
+        ph = build_phonopy(structure, force_constants.supercell_matrix, force_constants.primitive_matrix, s.symprec)
+        ph.force_constants = force_constants.force_constants_eV_per_A2
     else:
         from pftflow.materials.builders import build_phonopy
 

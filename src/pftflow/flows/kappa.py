@@ -30,7 +30,7 @@ from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from pftflow.calculators.base import ForceResults
 from pftflow.documents import RelaxDoc, StructureSet
 from pftflow.flows import jobs
-from pftflow.flows.phonons import ForceMaker, RelaxMaker
+from pftflow.flows.phonons import ForceMaker, RelaxMaker, set_resources
 from pftflow.identity import ResultId, content_key, model_name
 from pftflow.kappa.conductivity import KappaSettings
 from pftflow.kappa.documents import KappaResultDoc, Phono3pyDisplacementDoc
@@ -171,6 +171,7 @@ def kappa_fc2_check(
             model=model, relax=ref("relax", relax), reference=reference, phonon_info=info,
         )
         cond.name = f"kappa {mid} {model}"
+        set_resources(cond, "cpu-heavy")  # f3 is cpu-heavy from the force maker
         if result_id is not None:
             f3_key = content_key(key, "forces", force_maker.calculator, "fc3")
             f3.metadata = {**(f3.metadata or {}), **result_id.with_(stage="forces").metadata(f3_key, force_set="fc3")}
@@ -272,7 +273,7 @@ class Phono3pyDisplacementMaker(Maker):
     symprec: float = 1e-5
 
     def make(self, material: KappaMaterial, structure=None) -> Job:
-        return kappa_displacements(material, structure, distance_A=self.distance_A, symprec=self.symprec)
+        return set_resources(kappa_displacements(material, structure, distance_A=self.distance_A, symprec=self.symprec), "light")
 
 
 @dataclass
@@ -324,6 +325,8 @@ class KappaMaker(Maker):
             reference=reference, result_id=rid, key=chk_key, upstream=upstream,
         )
         chk.name = f"fc2 check {mid} {self.model}"
+        set_resources(chk, "light")
+        chk.config.pass_manager_config = False  # its replacement jobs keep their own categories
         chk.metadata = {**(chk.metadata or {}), **rid.with_(stage="kappa").metadata(chk_key)}
         job_list.append(chk)
         return Flow(job_list, output=chk.output, name=f"{self.name} {mid} {self.model}")

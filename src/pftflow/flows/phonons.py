@@ -34,6 +34,24 @@ def _key_part(maker) -> Any:
     return maker.calculator if maker.key_part is None else maker.key_part
 
 
+#: resource categories of jobs (docs/fireworks.md): ``gpu`` (training), ``cpu-heavy`` (a calculator's
+#: forces or relaxation: DFT, reference, MLIP force sets; phono3py κ), ``light`` (everything else:
+#: reading files, displacements, analysis, comparison, parameters)
+RESOURCE_CATEGORIES = ("gpu", "cpu-heavy", "light")
+
+
+def set_resources(j: Job, category: str) -> Job:
+    """Tag a job with its resource category: ``metadata["resources"]`` and the FireWorks
+    ``_category`` in ``job.config.manager_config`` (a FireWorker pulls only the categories in its
+    ``my_fworker.yaml``, or all of them when it names none).  Set on the job itself, not with
+    ``update_config``, which would also overwrite the jobs a job creates at run time."""
+    if category not in RESOURCE_CATEGORIES:
+        raise ValueError(f"resource category {category!r}: use one of {', '.join(RESOURCE_CATEGORIES)}")
+    j.config.manager_config = {**(j.config.manager_config or {}), "_category": category}
+    j.metadata = {**(j.metadata or {}), "resources": category}
+    return j
+
+
 def _tag(j: Job, rid: ResultId, stage: str, key: str) -> Job:
     j.metadata = {**(j.metadata or {}), **rid.with_(stage=stage).metadata(key)}
     return j
@@ -49,7 +67,7 @@ class RelaxMaker(Maker):
     key_part: Any = None  # what stands for the calculator in content keys (default: the calculator spec)
 
     def make(self, structure) -> Job:
-        return jobs.relax(structure, self.calculator, self.settings)
+        return set_resources(jobs.relax(structure, self.calculator, self.settings), "cpu-heavy")
 
 
 @dataclass
@@ -61,7 +79,7 @@ class DisplacementMaker(Maker):
     symprec: float = 1e-5
 
     def make(self, structure, supercell_matrix, primitive_matrix=None) -> Job:
-        return jobs.displacements(structure, supercell_matrix, primitive_matrix, distance_A=self.distance_A, symprec=self.symprec)
+        return set_resources(jobs.displacements(structure, supercell_matrix, primitive_matrix, distance_A=self.distance_A, symprec=self.symprec), "light")
 
 
 @dataclass
@@ -73,7 +91,23 @@ class ForceMaker(Maker):
     key_part: Any = None  # what stands for the calculator in content keys (default: the calculator spec)
 
     def make(self, structures) -> Job:
-        return jobs.forces(structures, self.calculator)
+        return set_resources(jobs.forces(structures, self.calculator), "cpu-heavy")
+
+
+@dataclass
+class HessianMaker(Maker):
+    """Force constants from the model's Hessian (one job; replaces the displacement and force
+    makers: ``force_constants: hessian`` in a model spec, docs/hessian.md)."""
+
+    name: str = "hessian"
+    calculator: Any = field(default_factory=dict)
+    symprec: float = 1e-5
+    symmetrize: bool = True
+    key_part: Any = None  # what stands for the calculator in content keys (default: the calculator spec)
+
+    def make(self, structure, supercell_matrix, primitive_matrix=None) -> Job:
+        j = jobs.hessian_force_constants(structure, supercell_matrix, primitive_matrix, self.calculator, self.symprec, self.symmetrize)
+        return set_resources(j, "cpu-heavy")
 
 
 @dataclass
@@ -97,6 +131,7 @@ class PhononMaker(Maker):
     relax_maker: RelaxMaker | None = None
     displacement_maker: DisplacementMaker = field(default_factory=DisplacementMaker)
     force_maker: ForceMaker | None = None
+    hessian_maker: HessianMaker | None = None  # set: force constants from the Hessian instead of displacements + forces
     settings: dict = field(default_factory=dict)  # PhononSettings fields
 
     def make(self, material: dict, result_id: ResultId, *, key: str, qpoints_from=None, qpoints_key: str | None = None) -> Flow:
@@ -117,14 +152,22 @@ class PhononMaker(Maker):
                                       force_sets=material.get("force_sets"), born=material.get("born")),
                 "reference", "import",
             )
+            set_resources(imp, "light")
             ana = jobs.phonon_analysis(mid, self.model, self.settings, reference=imp.output)
         else:
-            if self.force_maker is None:
-                raise ValueError(f"{self.name}: a computed phonon flow needs a force_maker (calculator)")
+            if self.force_maker is None and self.hessian_maker is None:
+                raise ValueError(f"{self.name}: a computed phonon flow needs a force_maker or a hessian_maker (calculator)")
             structure, relax = material["structure"], None
             if self.relax_maker is not None:
                 r = add(self.relax_maker.make(structure), "relax", "relax", _key_part(self.relax_maker), self.relax_maker.settings)
                 structure, relax = r.output.structure, r.output
+        if not self.import_file and self.hessian_maker is not None:
+            h = add(
+                self.hessian_maker.make(structure, material["supercell_matrix"], material.get("primitive_matrix")),
+                "forces", "hessian", _key_part(self.hessian_maker), self.hessian_maker.symprec, self.hessian_maker.symmetrize,
+            )
+            ana = jobs.phonon_analysis(mid, self.model, self.settings, force_constants=h.output, qpoints_from=qpoints_from, relax=relax)
+        elif not self.import_file:
             d = add(
                 self.displacement_maker.make(structure, material["supercell_matrix"], material.get("primitive_matrix")),
                 "displacements", "displacements", self.displacement_maker.distance_A, self.displacement_maker.symprec,
@@ -133,33 +176,54 @@ class PhononMaker(Maker):
             ana = jobs.phonon_analysis(
                 mid, self.model, self.settings, displacements=d.output, forces=f.output, qpoints_from=qpoints_from, relax=relax,
             )
-        add(ana, "analysis", "analysis", self.settings, qpoints_key)
+        add(set_resources(ana, "light"), "analysis", "analysis", self.settings, qpoints_key)
         return Flow(job_list, output=ana.output, name=f"{self.name} {mid} {self.model}")
 
 
-def reference_phonon_maker(*, mode: str, settings: dict, calculator: dict | None = None, relax_settings: dict | None = None) -> PhononMaker:
+def reference_phonon_maker(
+    *, mode: str, settings: dict, calculator: dict | None = None, relax_settings: dict | None = None, code: str = "ase", vasp: dict | None = None
+) -> PhononMaker:
     """The reference variant: ``mode="import"`` reads files; ``mode="compute"`` runs ``calculator``
-    (e.g. GPAW) on the given cell, relaxed first with the same calculator if ``relax_settings``."""
+    (e.g. GPAW) on the given cell, relaxed first with the same calculator if ``relax_settings``;
+    ``code="vasp"`` swaps only the force sub-maker for VASP through atomate2
+    (:class:`pftflow.flows.vasp.VaspForceMaker`, ``vasp``: its settings, docs/vasp.md)."""
     if mode == "import":
         return PhononMaker(name="reference phonons", import_file=True, settings=settings)
-    if calculator is None:
+    if code == "vasp":
+        from pftflow.flows.vasp import VaspForceMaker
+
+        if relax_settings is not None:
+            raise ValueError("reference code 'vasp' does not relax the cell: give a relaxed cell and leave reference.relax out")
+        force_maker: ForceMaker = VaspForceMaker(settings=vasp or {})
+    elif calculator is None:
         raise ValueError("reference mode 'compute' needs a calculator")
+    else:
+        force_maker = ForceMaker(calculator=calculator)
     relax = RelaxMaker(calculator=calculator, settings=relax_settings) if relax_settings is not None else None
     return PhononMaker(
         name="reference phonons",
         relax_maker=relax,
         displacement_maker=DisplacementMaker(distance_A=settings.get("displacement_A", 0.01), symprec=settings.get("symprec", 1e-5)),
-        force_maker=ForceMaker(calculator=calculator),
+        force_maker=force_maker,
         settings=settings,
     )
 
 
-def mlip_phonon_maker(calculator, model: str, *, settings: dict, relax_settings: dict | None, relax: bool = True, key_part: Any = None) -> PhononMaker:
-    """The MLIP variant: relax with the model (MDR protocol) unless ``relax=False``, then its forces.
+def mlip_phonon_maker(
+    calculator, model: str, *, settings: dict, relax_settings: dict | None, relax: bool = True, key_part: Any = None, force_constants: str = "displacements"
+) -> PhononMaker:
+    """The MLIP variant: relax with the model (MDR protocol) unless ``relax=False``, then its forces
+    on the displacement set, or (``force_constants="hessian"``) its Hessian.
     ``calculator``: a calculator spec or an OutputReference to one (``key_part`` then stands for it)."""
+    if force_constants not in ("displacements", "hessian"):
+        raise ValueError(f"force_constants: {force_constants!r} is not 'displacements' or 'hessian'")
+    hessian = None
+    if force_constants == "hessian":
+        hessian = HessianMaker(calculator=calculator, symprec=settings.get("symprec", 1e-5), symmetrize=settings.get("symmetrize_fc", True), key_part=key_part)
     return PhononMaker(
         name="mlip phonons",
         model=model,
+        hessian_maker=hessian,
         relax_maker=RelaxMaker(calculator=calculator, settings=relax_settings or {}, key_part=key_part) if relax else None,
         displacement_maker=DisplacementMaker(distance_A=settings.get("displacement_A", 0.01), symprec=settings.get("symprec", 1e-5)),
         force_maker=ForceMaker(calculator=calculator, key_part=key_part),

@@ -5,9 +5,10 @@
 * :class:`TrainMaker` - ``make(train_data, base_model_spec) -> Job``: fine-tune, export, return a
   :class:`TrainingRunDoc` (exported model path, ``calculator_spec`` for
   :func:`pftflow.calculators.get_calculator`, provenance, history, co-training force errors before / after).
-  The job carries a resource tag: ``job.config.manager_config = {"_fworker": "gpu"}`` (FireWorks routes it to a
-  worker whose ``name``/``category`` is ``gpu`` when the flow is submitted with ``flow_to_workflow``) and
-  ``metadata["resources"] = "gpu"``.  Set ``TrainMaker(fworker=None)`` to run it on any worker.  Re-running it
+  The job carries the resource category ``gpu``: ``job.config.manager_config["_category"] = "gpu"`` (only a
+  FireWorker whose ``category`` includes ``gpu``, or names none, pulls it; docs/fireworks.md) and
+  ``metadata["resources"] = "gpu"``; ``fworker`` (default ``gpu``) also pins it to a FireWorker of that
+  ``name`` (``_fworker``), as before.  ``TrainMaker(fworker=None)`` lets any ``gpu`` worker run it.  Re-running it
   after a kill resumes from the last finished epoch (work directory keyed by data, base model and config).
 * :func:`pft_campaign_flow` - campaign ``kind: finetune``: training data -> train -> harmonic benchmark of the
   base and the fine-tuned model on held-out materials, built from :mod:`pftflow.flows.phonons`
@@ -29,6 +30,7 @@ from monty.json import MontyDecoder
 from pydantic import Field
 
 from pftflow.flows.campaigns import find_stored
+from pftflow.flows.phonons import set_resources
 from pftflow.identity import ResultId, content_key, file_sha, material_id_from_path, model_name
 from pftflow.serialization import ArrayBlob, Document
 from pftflow.training.data import LabelledStructure, TrainingData
@@ -233,9 +235,9 @@ class TrainMaker(Maker):
     def make(self, train_data, base_model_spec: dict) -> Job:
         j = train_job(train_data, dict(base_model_spec), dict(self.config), self.run_dir, self.export_name, self.evaluate_cotrain)
         j.name = self.name
-        if self.fworker:
-            j.update_config({"manager_config": {"_fworker": self.fworker}})
-            j.metadata = {**(j.metadata or {}), "resources": self.fworker}
+        set_resources(j, "gpu")  # FireWorks category gpu (docs/fireworks.md)
+        if self.fworker:  # and, as before, only a FireWorker of this name pulls it
+            j.config.manager_config = {**j.config.manager_config, "_fworker": self.fworker}
         return j
 
 
@@ -307,6 +309,7 @@ def build_finetune(spec_raw, store=None, benchmark_flow_fn: Callable | None = No
     params = jobs.record_parameters(recorded_spec(spec))
     params.name = f"parameters {name}"
     params.metadata = rid.metadata()
+    set_resources(params, "light")
     parts: list = [params]
 
     files = sorted({s[k] for split in sources.values() for s in split for k in ("path", "force_sets", "born") if s.get(k)})
@@ -320,6 +323,7 @@ def build_finetune(spec_raw, store=None, benchmark_flow_fn: Callable | None = No
         data_job = training_data_job(sources["train"], sources["valid"], sources["cotrain"])
         data_job.name = f"training data {name}"
         data_job.metadata = rid.with_(stage="training_data").metadata(data_key)
+        set_resources(data_job, "light")
         maker = TrainMaker(name=f"train {ft_name}", config=config, run_dir=tr.run_dir, export_name=ft_name, fworker=tr.fworker)
         tj = maker.make(data_job.output, base)
         tj.metadata = {**(tj.metadata or {}), **rid.with_(model=ft_name, stage="train").metadata(train_key)}

@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import lzma
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,16 @@ def _open_text(path: Path):
     if suffix == ".gz":
         return gzip.open(path, "rt")
     return open(path, "rt")
+
+
+#: what reading a damaged (compressed) text file raises: truncated bz2 / xz give EOFError, garbage
+#: OSError / LZMAError, binary content UnicodeDecodeError
+_READ_ERRORS = (OSError, EOFError, lzma.LZMAError, UnicodeDecodeError)
+
+
+def _compression_note(path: Path) -> str:
+    tool = {".bz2": "bzip2 -t", ".xz": "xz -t", ".lzma": "xz -t", ".gz": "gzip -t"}.get(Path(path).suffix.lower())
+    return f" (damaged or truncated {Path(path).suffix} file? `{tool} {Path(path).name}` tests it)" if tool else ""
 
 
 def _sha256(path: Path) -> str:
@@ -74,8 +85,8 @@ def _load_yaml(path: Path) -> dict:
     try:
         with _open_text(path) as fh:
             data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, EOFError, lzma.LZMAError, yaml.YAMLError) as exc:
-        raise ReferenceFormatError(f"{path}: cannot read as (compressed) YAML: {exc}") from exc
+    except (*_READ_ERRORS, yaml.YAMLError) as exc:
+        raise ReferenceFormatError(f"{path}: cannot read as (compressed) YAML{_compression_note(path)}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, dict):
         raise ReferenceFormatError(f"{path}: expected a YAML mapping at top level, got {type(data).__name__}")
     return data
@@ -113,7 +124,8 @@ def read_phonopy(
             log_level=0,
         )
     except Exception as exc:  # noqa: BLE001 - phonopy raises many types; we name the file
-        raise ReferenceFormatError(f"{path}: phonopy could not load it: {type(exc).__name__}: {exc}") from exc
+        note = _compression_note(path) if isinstance(exc, _READ_ERRORS) else ""
+        raise ReferenceFormatError(f"{path}: phonopy could not load it{note}: {type(exc).__name__}: {exc}") from exc
 
     dataset = ph.dataset
     fc = ph.force_constants
@@ -270,8 +282,11 @@ def detect_format(path: str | os.PathLike) -> str:
         return "phonopy"
     if name.startswith("phonopy.yaml"):
         return "atomate2"
-    with _open_text(path) as fh:  # top-level keys only; files are at most a few MB
-        keys = {line.split(":")[0] for line in fh if line[:1].isalpha() and ":" in line}
+    try:
+        with _open_text(path) as fh:  # top-level keys only; files are at most a few MB
+            keys = {line.split(":")[0] for line in fh if line[:1].isalpha() and ":" in line}
+    except _READ_ERRORS as exc:
+        raise ReferenceFormatError(f"{path}: cannot read it{_compression_note(path)}: {type(exc).__name__}: {exc}") from exc
     if keys & {"free_e", "phonon_freq"}:
         return "mdr"
     if "phonopy" in keys:
@@ -287,15 +302,84 @@ def read_reference(
     force_sets: str | os.PathLike | None = None,
     born: str | os.PathLike | None = None,
 ) -> PhononReference:
-    """Read any supported reference file (format auto-detected unless ``fmt`` is given)."""
+    """Read any supported reference file (format auto-detected unless ``fmt`` is given).
+
+    Every problem with the file is a :class:`ReferenceFormatError` naming it (a damaged ``.bz2`` /
+    ``.xz`` included).  A file read before in this process, unchanged since (same size and mtime),
+    is not parsed again: the campaign spec reads every reference file when it is validated, and the
+    import job of the run then gets a copy of that result.
+    """
     path = Path(path)
     if not path.exists():
         raise ReferenceFormatError(f"{path}: file not found")
-    fmt = fmt or detect_format(path)
-    if fmt == "mdr":
-        return read_mdr(path, material_id=material_id)
-    if fmt == "atomate2":
-        return read_atomate2(path, material_id=material_id)
-    if fmt == "phonopy":
-        return read_phonopy(path, force_sets=force_sets, born=born, material_id=material_id)
+    if path.is_dir():
+        raise ReferenceFormatError(f"{path}: is a directory, not a reference file")
+    key = _cache_key(path, fmt, force_sets, born)
+    ref = _CACHE.get(key) if key is not None else None
+    if ref is None:
+        ref = _read_uncached(path, fmt=fmt, force_sets=force_sets, born=born)
+        if key is not None:
+            _cache_put(key, ref)
+    ref = ref.model_copy(deep=True)  # callers may change what they get; the cached one stays as read
+    if material_id:
+        ref.material_id = material_id
+    return ref
+
+
+def _read_uncached(path: Path, *, fmt, force_sets, born) -> PhononReference:
+    try:
+        fmt = fmt or detect_format(path)
+        if fmt == "mdr":
+            return read_mdr(path)
+        if fmt == "atomate2":
+            return read_atomate2(path)
+        if fmt == "phonopy":
+            return read_phonopy(path, force_sets=force_sets, born=born)
+    except ReferenceFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy / phonopy / yaml raise many types on bad content; name the file
+        raise ReferenceFormatError(f"{path}: cannot read it{_compression_note(path) if isinstance(exc, _READ_ERRORS) else ''}: {type(exc).__name__}: {exc}") from exc
     raise ReferenceFormatError(f"{path}: unknown format {fmt!r}; choose one of {FORMATS}")
+
+
+# ------------------------------------------------------------------------------------ parse cache
+#: parsed references by (absolute path, size, mtime, format, auxiliary files); bounded by the bytes
+#: of their arrays (a 216-atom MDR file holds 3.4 MB of force constants)
+_CACHE: "OrderedDict[tuple, PhononReference]" = OrderedDict()
+CACHE_MAX_BYTES = 512 * 2**20
+
+
+def _stat_key(p: str | os.PathLike | None):
+    if p is None:
+        return None
+    st = os.stat(p)
+    return (os.path.abspath(p), st.st_size, st.st_mtime_ns)
+
+
+def _cache_key(path: Path, fmt, force_sets, born) -> tuple | None:
+    try:
+        return (_stat_key(path), fmt, _stat_key(force_sets), _stat_key(born))
+    except OSError:
+        return None
+
+
+def _nbytes(ref: PhononReference) -> int:
+    n = 0 if ref.force_constants is None else np.asarray(ref.force_constants).nbytes
+    ds = ref.dataset or {}
+    for d in ds.get("first_atoms", []):
+        n += np.asarray(d.get("forces", 0.0)).nbytes
+    if "forces" in ds:
+        n += np.asarray(ds["forces"]).nbytes
+    return n + 10_000
+
+
+def _cache_put(key: tuple, ref: PhononReference) -> None:
+    _CACHE[key] = ref
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > 1 and sum(_nbytes(r) for r in _CACHE.values()) > CACHE_MAX_BYTES:
+        _CACHE.popitem(last=False)
+
+
+def clear_cache() -> None:
+    """Forget the parsed reference files."""
+    _CACHE.clear()

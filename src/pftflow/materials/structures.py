@@ -1,7 +1,7 @@
 """Conversions between ASE Atoms, phonopy's PhonopyAtoms and plain JSON-able dicts.
 
 Structures travel through the pipeline as ``ase.Atoms`` (positions in Å, cell in Å, masses in amu)
-and are stored as plain dicts so every store backend (montydb, MongoDB) can hold them.
+and are stored as plain dicts (``pftflow.serialization.atoms_to_dict``) so every store backend can hold them.
 """
 
 from __future__ import annotations

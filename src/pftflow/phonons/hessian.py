@@ -14,7 +14,7 @@ force evaluation per symmetry-reduced displacement (docs/hessian.md, benchmarks/
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -47,6 +47,14 @@ def distribute_rows(phonon, rows_by_atom: dict[int, np.ndarray]) -> np.ndarray:
     for i in done:
         fc[i] = rows_by_atom[int(i)]
     sym = phonon.symmetry
+    reached = set(np.asarray(sym.atomic_permutations)[:, done].ravel().tolist())
+    if len(reached) < n:
+        missing = sorted(set(range(n)) - reached)
+        more = "..." if len(missing) > 10 else ""
+        raise ValueError(
+            f"Hessian rows of atoms {done.tolist()} do not cover atoms {missing[:10]}{more} by symmetry; "
+            "give the rows of phonon.symmetry.get_independent_atoms()"
+        )
     distribute_force_constants(
         fc,
         done,

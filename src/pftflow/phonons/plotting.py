@@ -215,3 +215,196 @@ def plot_parity(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+# ------------------------------------------------------------------------------------ report plots
+#: the MDR thermal quantities of :func:`plot_parity_panels` (row field, panel title, unit)
+PARITY_QUANTITIES = [
+    ("omega_max_K", "ω_max", "K"),
+    ("entropy_300K_J_per_K_mol", "S (300 K)", "J/K/mol"),
+    ("free_energy_300K_kJ_per_mol", "F (300 K)", "kJ/mol"),
+    ("heat_capacity_300K_J_per_K_mol", "C_V (300 K)", "J/K/mol"),
+]
+
+
+def _model_colors(names) -> dict:
+    colors = _colors()
+    return {n: colors[i % len(colors)] for i, n in enumerate(dict.fromkeys(names))}
+
+
+def _ok_pairs(rows, x_key: str, y_key: str) -> dict[str, list[tuple[float, float, str]]]:
+    """``{model: [(x, y, material_id)]}`` of rows not failed and with finite x and y."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for r in rows:
+        x, y = r.get(x_key), r.get(y_key)
+        if r.get("failed") or x is None or y is None:
+            continue
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(x) and np.isfinite(y):
+            out.setdefault(str(r.get("model", "model")), []).append((x, y, str(r.get("material_id", ""))))
+    return out
+
+
+def _annotate(ax, pts, color, max_labels: int = 12) -> None:
+    if len(pts) > max_labels:
+        return
+    for x, y, label in pts:
+        ax.annotate(label, (x, y), xytext=(4, -9), textcoords="offset points", fontsize=7, color=color)
+
+
+def plot_parity_panels(
+    rows: list[dict],
+    path: str | os.PathLike,
+    quantities=PARITY_QUANTITIES,
+    *,
+    title: str | None = None,
+    dpi: int = 130,
+) -> Path:
+    """One PNG with a model vs reference parity panel per quantity (default ω_max, S, F and C_V at
+    300 K, as MDR): one colour per model (same in every panel), the y = x line, each model's MAE in
+    the panel, material ids next to the points when there are few.
+
+    ``rows``: result rows with ``model``, ``material_id``, ``<field>`` and ``<field>_ref``
+    (:func:`pftflow.results.load` records or :func:`pftflow.phonons.metrics.material_metrics` rows);
+    failed rows and missing values are left out.  ``quantities``: ``(field, title, unit)``.
+    ValueError when no row has a value for any quantity.  Returns the written path."""
+    panels = [(q, t, u, _ok_pairs(rows, f"{q}_ref", q)) for q, t, u in quantities]
+    panels = [p for p in panels if p[3]]
+    if not panels:
+        raise ValueError("no rows with model and reference values of " + ", ".join(q for q, _, _ in quantities))
+    colors = _model_colors(m for _, _, _, by in panels for m in by)
+    n = len(panels)
+    ncols = 2 if n > 1 else 1
+    nrows = (n + ncols - 1) // ncols
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6 * ncols, 4.4 * nrows + 0.5))
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for ax, (q, t, u, by_model) in zip(axes, panels):
+        v = np.array([c for pts in by_model.values() for x, y, _ in pts for c in (x, y)])
+        lo, hi = float(v.min()), float(v.max())
+        pad = 0.08 * (hi - lo if hi > lo else max(abs(hi), 1.0))
+        lim = (lo - pad, hi + pad)
+        ax.plot(lim, lim, color="0.3", lw=0.8, zorder=0)
+        text = []
+        for name, pts in by_model.items():
+            a = np.array([(x, y) for x, y, _ in pts])
+            ax.scatter(a[:, 0], a[:, 1], s=28, color=colors[name], edgecolor="white", linewidth=0.5, zorder=2)
+            _annotate(ax, pts, colors[name])
+            text.append((f"{name}: MAE {np.abs(a[:, 1] - a[:, 0]).mean():.3g} {u}", colors[name]))
+        for i, (s, c) in enumerate(text):
+            ax.text(0.03, 0.97 - 0.065 * i, s, transform=ax.transAxes, fontsize=7.5, color=c, va="top")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_aspect("equal")
+        ax.set_title(f"{t} ({u})", fontsize=10)
+        ax.set_xlabel(f"reference ({u})", fontsize=9)
+        ax.set_ylabel(f"model ({u})", fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=m) for m, c in colors.items()]
+    handles.append(Line2D([], [], color="0.3", lw=0.8, label="y = x"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_kappa_parity(rows: list[dict], path: str | os.PathLike, *, title: str | None = None, dpi: int = 130) -> Path:
+    """κ of each model vs the DFT κ on log axes (W/m/K): one colour per model, the y = x line and
+    the factor-2 band (dashed), each model's mean SRE in the legend.  ``rows``: κ rows with
+    ``model``, ``material_id`` (or ``name``), ``kappa_W_per_mK``, ``kappa_dft_W_per_mK``, ``sre``;
+    failed rows (no κ) are left out.  ValueError without a plottable row.  Returns the written path."""
+    named = [dict(r, material_id=r.get("name") or r.get("material_id")) for r in rows]
+    by_model = _ok_pairs(named, "kappa_dft_W_per_mK", "kappa_W_per_mK")
+    by_model = {m: [p for p in pts if p[0] > 0 and p[1] > 0] for m, pts in by_model.items()}
+    by_model = {m: pts for m, pts in by_model.items() if pts}
+    if not by_model:
+        raise ValueError("no rows with positive kappa_W_per_mK and kappa_dft_W_per_mK")
+    colors = _model_colors(by_model)
+    fig, ax = _agg_figure((5.2, 5.0))
+    v = np.array([c for pts in by_model.values() for x, y, _ in pts for c in (x, y)])
+    lo, hi = float(v.min()) / 2.5, float(v.max()) * 2.5
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, color="0.3", lw=0.8, label="y = x", zorder=0)
+    ax.plot(xs, 2 * xs, color="0.6", lw=0.7, ls="--", label="×2 / ×½", zorder=0)
+    ax.plot(xs, xs / 2, color="0.6", lw=0.7, ls="--", zorder=0)
+    for name, pts in by_model.items():
+        a = np.array([(x, y) for x, y, _ in pts])
+        sre = [float(r["sre"]) for r in rows if str(r.get("model")) == name and r.get("sre") is not None]
+        lab = f"{name} (n={len(a)}" + (f", mean SRE {np.mean(sre):.3f})" if sre else ")")
+        ax.scatter(a[:, 0], a[:, 1], s=30, color=colors[name], edgecolor="white", linewidth=0.5, label=lab, zorder=2)
+        _annotate(ax, pts, colors[name], max_labels=20)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    ax.set_xlabel("κ DFT (W/m/K)")
+    ax.set_ylabel("κ model (W/m/K)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=7.5, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_error_vs_n(
+    points: list[dict],
+    path: str | os.PathLike,
+    metrics: list[tuple[str, str]],
+    *,
+    title: str | None = None,
+    dpi: int = 130,
+) -> Path:
+    """Error against the number of training structures: one panel per metric, one line per series.
+
+    ``points``: dicts with ``series`` (e.g. the fine-tuning strategy), ``n`` (training structures;
+    0 = the base model) and a value per metric key; ``metrics``: ``(key, axis label with unit)``.
+    ValueError with fewer than two distinct ``n``.  Returns the written path."""
+    ns = {p["n"] for p in points if p.get("n") is not None}
+    if len(ns) < 2:
+        raise ValueError(f"error vs N needs at least two numbers of training structures, got {sorted(ns)}")
+    series: dict[str, list[dict]] = {}
+    for p in points:
+        series.setdefault(str(p.get("series", "")), []).append(p)
+    colors = _model_colors(series)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * len(metrics), 3.6))
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, len(metrics))).ravel()
+    for ax, (key, label) in zip(axes, metrics):
+        for name, pts in series.items():
+            pts = sorted((p for p in pts if p.get(key) is not None and np.isfinite(float(p[key]))), key=lambda p: p["n"])
+            if pts:
+                ax.plot([p["n"] for p in pts], [float(p[key]) for p in pts], marker="o", ms=5, color=colors[name], label=name)
+        ax.set_xlabel("training structures N", fontsize=9)
+        ax.set_ylabel(label, fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7.5, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path

@@ -1,51 +1,381 @@
 """Running a campaign on FireWorks: the same flow as a local run, converted with jobflow's
-``flow_to_workflow`` and added to a LaunchPad."""
+``flow_to_workflow`` and added to a LaunchPad (docs/fireworks.md).
+
+* **Idempotent**: every Firework carries the job's content key (``spec.pftflow_key``, from the job
+  metadata, and ``spec.pftflow_fw_key``: that key, or a hash of the arguments of a job without
+  one).  A job whose key is already on the LaunchPad for the same campaign is not added again; the
+  new jobs that consume it are pointed at the Firework already there (and linked after it when it
+  has not finished).  A FIZZLED one is rerun (``rerun_fw``), as ``pftflow run`` retries failures.
+  Jobs whose output is in the store are not in the flow at all (the builders' reuse).
+* **Resource categories**: every Firework has ``spec._category`` (``gpu``, ``cpu-heavy``,
+  ``light``; set by the makers, :func:`pftflow.flows.phonons.set_resources`, ``light`` for a job
+  without one).  A FireWorker whose ``category`` names some of them pulls only those.
+* **Paths**: relative file paths in job arguments are made absolute before the jobs are
+  serialised (a worker, and ``rapidfire``, run jobs in their own launch directories); the embedded
+  store's path is absolute already (:func:`pftflow.store.make_job_store`).
+* **Store**: jobflow serialises the JobStore into each Firework.  The embedded store travels as its
+  absolute SQLite path (a worker on the same file system reaches it); a MongoDB store travels
+  without its password (:class:`pftflow.store.MongoURIEnvStore`: the worker reads the URI from
+  ``$PFTFLOW_MONGODB_URI`` or a file), so the LaunchPad never holds it.
+* **LaunchPad**: ``fireworks: {launchpad_file: my_launchpad.yaml}`` in the spec (MongoDB), else
+  FireWorks' mongomock-persistence LaunchPad in ``<store>/fireworks_launchpad.json`` (no server;
+  one process at a time: it is read whole when opened and written whole when closed).
+"""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pftflow.flows.campaigns import KINDS
-from pftflow.run.local import open_store
+#: file of the embedded (mongomock-persistence) LaunchPad inside the campaign store folder
+EMBEDDED_LAUNCHPAD = "fireworks_launchpad.json"
+#: LaunchPad file written next to it for ``rlaunch -l``
+EMBEDDED_LAUNCHPAD_YAML = "fireworks_launchpad.yaml"
+#: category of a job whose maker gave it none
+DEFAULT_CATEGORY = "light"
+#: Firework spec field identifying the work a Firework does (used to find it again)
+FW_KEY = "pftflow_fw_key"
+#: Firework states that count as "already on the LaunchPad", most advanced first.  A job with a
+#: ``pftflow_key`` whose Firework is COMPLETED is not in the build (the builders reuse its stored
+#: output) unless that output was lost from the store (it is then added again) or is still being
+#: computed by the jobs it replaced itself with (kept).
+_KEPT_STATES = ("COMPLETED", "RUNNING", "RESERVED", "READY", "WAITING", "PAUSED", "DEFUSED", "FIZZLED")
+_STATE_RANK = {s: i for i, s in enumerate(_KEPT_STATES)}
+_MONGOMOCK_ENV = "MONGOMOCK_SERVERSTORE_FILE"
 
 
-def submit_campaign(spec, *, launch: bool = False, max_launches: int = 0) -> dict[str, Any]:
-    """Add the campaign's flow to a FireWorks LaunchPad (and optionally run it with rapidfire).
+# ------------------------------------------------------------------------------------ LaunchPad
+def embedded_launchpad_path(spec) -> Path:
+    """The embedded LaunchPad file: ``$MONGOMOCK_SERVERSTORE_FILE`` (FireWorks' own setting) or
+    ``<store>/fireworks_launchpad.json``, absolute."""
+    return Path(os.environ.get(_MONGOMOCK_ENV) or Path(spec.store_dir) / EMBEDDED_LAUNCHPAD).expanduser().resolve()
 
-    LaunchPad: ``fireworks: {launchpad_file: my_launchpad.yaml}`` in the spec (a real MongoDB), else
-    FireWorks' built-in mongomock persistence in ``<store path>/fireworks_launchpad.json`` (no
-    server).  Stages already in the store are not resubmitted.  Jobs tagged with a ``_fworker``
-    (the fine-tuning job's ``gpu``) are only pulled by a FireWorker of that name.
+
+@contextmanager
+def _mongomock_client(path: Path):
+    """FireWorks picks mongomock-persistence only when ``$MONGOMOCK_SERVERSTORE_FILE`` is set at
+    its import; this opens one embedded LaunchPad whatever was imported first."""
+    import fireworks.core.launchpad as lpmod
+    import mongomock.gridfs
+    import mongomock_persistence
+
+    if not getattr(_mongomock_client, "gridfs", False):
+        mongomock.gridfs.enable_gridfs_integration()  # widens gridfs' isinstance checks only
+        _mongomock_client.gridfs = True
+    old_env, old_client = os.environ.get(_MONGOMOCK_ENV), lpmod.MongoClient
+    os.environ[_MONGOMOCK_ENV] = str(path)
+    lpmod.MongoClient = mongomock_persistence.MongoClient
+    try:
+        yield
+    finally:
+        lpmod.MongoClient = old_client
+        if old_env is None:
+            os.environ.pop(_MONGOMOCK_ENV, None)
+        else:
+            os.environ[_MONGOMOCK_ENV] = old_env
+
+
+def open_embedded_launchpad(path: str | os.PathLike):
+    """The mongomock-persistence LaunchPad in ``path`` (created and initialised if new), with a
+    ``fireworks_launchpad.yaml`` beside it for ``rlaunch -l``."""
+    from fireworks import LaunchPad
+
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    if new:  # mongomock-persistence reads the file when the client opens: it must exist
+        path.write_text("{}")
+    with _mongomock_client(path):
+        lp = LaunchPad(strm_lvl="WARNING")
+    if new:
+        lp.reset("", require_password=False)
+    yaml = path.with_name(EMBEDDED_LAUNCHPAD_YAML)
+    if path.name == EMBEDDED_LAUNCHPAD and not yaml.exists():
+        yaml.write_text(f"# embedded LaunchPad: run workers with {_MONGOMOCK_ENV}={path}\nhost: localhost\nport: 27017\nname: fireworks\n")
+    lp._pftflow_embedded = path
+    return lp
+
+
+def save_launchpad(lp) -> None:
+    """Write an embedded LaunchPad to its file now, and stop it from writing again when it is
+    garbage-collected (which would overwrite what a worker process wrote since)."""
+    if getattr(lp, "_pftflow_embedded", None) is None:
+        return
+    server = lp.connection._store
+    server._to_file()
+    server._finalizer.detach()
+
+
+def open_launchpad(spec):
+    """The campaign's LaunchPad and where it is (``launchpad_file`` or the embedded one)."""
+    from fireworks import LaunchPad
+
+    lp_file = spec.fireworks.launchpad_file
+    if lp_file:
+        return LaunchPad.from_file(lp_file), str(lp_file)
+    path = embedded_launchpad_path(spec)
+    return open_embedded_launchpad(path), str(path)
+
+
+# ------------------------------------------------------------------------------------ jobs
+def _absolute_paths(value: Any) -> Any:
+    """``value`` with every string that names an existing relative file or folder made absolute
+    (in lists, tuples and dicts; other objects are left as they are)."""
+    if isinstance(value, str):
+        if value and len(value) < 4096 and "://" not in value and not os.path.isabs(value) and (os.sep in value or "." in os.path.basename(value)):
+            try:
+                if os.path.exists(value):
+                    return os.path.abspath(value)
+            except (OSError, ValueError):
+                pass
+        return value
+    if type(value) in (list, tuple):
+        return type(value)(_absolute_paths(v) for v in value)
+    if type(value) is dict:
+        return {k: _absolute_paths(v) for k, v in value.items()}
+    return value
+
+
+def fw_key(job) -> str:
+    """What identifies a job's work on the LaunchPad: its ``pftflow_key``, or a hash of its name and
+    arguments (a job without a key, e.g. the parameters record; unstable if it takes references)."""
+    from pftflow.identity import content_key
+
+    key = (job.metadata or {}).get("pftflow_key")
+    return key or content_key("fw", job.name, job.function_args, job.function_kwargs)
+
+
+def prepare_jobs(flow) -> list:
+    """The flow's jobs, each with a resource category (``light`` if its maker set none) and absolute
+    file paths in its arguments."""
+    from pftflow.flows.phonons import set_resources
+
+    jobs = [j for j, _ in flow.iterflow()]
+    for j in jobs:
+        if not (j.config.manager_config or {}).get("_category"):
+            set_resources(j, DEFAULT_CATEGORY)
+        j.function_args = _absolute_paths(j.function_args)
+        j.function_kwargs = _absolute_paths(j.function_kwargs)
+    return jobs
+
+
+def _on_launchpad(lp, campaign: str, keys: list[str]) -> dict[str, dict]:
+    """``{key: firework doc}`` of the campaign's Fireworks already on the LaunchPad (one per key,
+    the most advanced state first)."""
+    if not keys:
+        return {}
+    docs = lp.fireworks.find(
+        {f"spec.{FW_KEY}": {"$in": keys}, "spec.campaign": campaign, "state": {"$in": list(_KEPT_STATES)}},
+        {"fw_id": 1, "state": 1, f"spec.{FW_KEY}": 1, "spec._tasks": 1},
+    )
+    out: dict[str, dict] = {}
+    for d in sorted(docs, key=lambda d: (_STATE_RANK.get(d["state"], 99), d["fw_id"])):
+        out.setdefault(d["spec"][FW_KEY], d)
+    return out
+
+
+def _job_uuid(fw_doc: dict) -> str | None:
+    for t in fw_doc.get("spec", {}).get("_tasks", []):
+        job = t.get("job")
+        if isinstance(job, dict) and job.get("uuid"):
+            return job["uuid"]
+    return None
+
+
+def _components(fws: list) -> list[list]:
+    """Connected groups of Fireworks (parent links among ``fws``), each in the given order."""
+    ids = {fw.fw_id: i for i, fw in enumerate(fws)}
+    root = list(range(len(fws)))
+
+    def find(i):
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for i, fw in enumerate(fws):
+        for p in fw.parents:
+            if p.fw_id in ids:
+                root[find(i)] = find(ids[p.fw_id])
+    groups: dict[int, list] = {}
+    for i, fw in enumerate(fws):
+        groups.setdefault(find(i), []).append(fw)
+    return list(groups.values())
+
+
+def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_fizzled: bool = True) -> dict[str, Any]:
+    """Add the jobs of ``flow`` that are not yet on the LaunchPad (see the module docstring).
+
+    Returns ``fireworks_added``, ``fireworks_on_launchpad`` (jobs of the flow found there),
+    ``fireworks_rerun`` (FIZZLED ones rerun), ``workflows`` (fw_id of a Firework of each workflow
+    added to or appended to) and ``warnings``.
     """
-    fw_cfg = spec.raw.get("fireworks") or {}
-    lp_file = fw_cfg.get("launchpad_file")
-    new_launchpad = False
-    if not lp_file:
-        Path(spec.store_dir).mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("MONGOMOCK_SERVERSTORE_FILE", str((Path(spec.store_dir) / "fireworks_launchpad.json").resolve()))
-        lp_json = Path(os.environ["MONGOMOCK_SERVERSTORE_FILE"])
-        new_launchpad = not lp_json.exists()
-        if new_launchpad:  # mongomock-persistence needs an existing (empty) file
-            lp_json.write_text("{}")
-    from fireworks import FWorker, LaunchPad
-    from fireworks.core.rocket_launcher import rapidfire
+    from fireworks import Workflow
+    from jobflow import Flow
     from jobflow.managers.fireworks import flow_to_workflow
 
-    lp = LaunchPad.from_file(lp_file) if lp_file else LaunchPad()
-    if not lp_file and new_launchpad:
-        lp.reset("", require_password=False)  # initialise the fresh embedded LaunchPad
-    store = open_store(spec)
-    flow, reused = KINDS[spec.kind].build(spec, store)
-    wf = flow_to_workflow(flow, store=store)
-    lp.add_wf(wf)
-    out: dict[str, Any] = {"campaign": spec.name, "fireworks_added": len(wf.fws), "reused": reused, "launchpad": lp_file or os.environ["MONGOMOCK_SERVERSTORE_FILE"]}
-    if launch:
-        launch_dir = Path(spec.store_dir) / "fw_launches"
-        launch_dir.mkdir(parents=True, exist_ok=True)
-        rapidfire(lp, FWorker(name=fw_cfg.get("fworker")), nlaunches=max_launches, m_dir=str(launch_dir), strm_lvl="WARNING")
-        states = lp.get_wf_summary_dict(wf.fws[0].fw_id)["states"]
-        out["states"] = {k: sum(1 for v in states.values() if v == k) for k in set(states.values())}
-    store.close()
+    from pftflow.flows.campaigns import _retarget
+
+    if isinstance(flow, Flow) and not flow.jobs:
+        return {"fireworks_added": 0, "fireworks_on_launchpad": 0, "fireworks_rerun": 0, "workflows": [], "warnings": []}
+    prepare_jobs(flow)
+    wf = flow_to_workflow(flow, store=store, allow_external_references=True)
+    job_of = {fw.fw_id: fw.tasks[0]["job"] for fw in wf.fws}
+    for fw in wf.fws:
+        fw.spec[FW_KEY] = fw_key(job_of[fw.fw_id])
+        fw.spec.setdefault("campaign", campaign)
+    existing = _on_launchpad(lp, campaign, sorted({fw.spec[FW_KEY] for fw in wf.fws}))
+
+    def kept(fw, d) -> bool:
+        """A COMPLETED Firework of a keyed job is in the build only if its output is not (yet) in the
+        store: kept when the store has its job's document (it replaced itself and the replacement
+        is still running), added again when the output was lost."""
+        if d["state"] != "COMPLETED" or not job_of[fw.fw_id].metadata.get("pftflow_key"):
+            return True
+        uuid = _job_uuid(d)
+        return bool(uuid) and store is not None and store.docs_store.count({"uuid": uuid}) > 0
+
+    old = {fw.fw_id: d for fw in wf.fws if (d := existing.get(fw.spec[FW_KEY])) is not None and kept(fw, d)}
+    mapping = {job_of[i].uuid: u for i, d in old.items() if (u := _job_uuid(d))}
+    warnings: list[str] = []
+    rerun = 0
+    if rerun_fizzled:
+        for d in {d["fw_id"]: d for d in old.values() if d["state"] == "FIZZLED"}.values():
+            lp.rerun_fw(d["fw_id"])
+            rerun += 1
+    new = [fw for fw in wf.fws if fw.fw_id not in old]
+    new_ids = {fw.fw_id for fw in new}
+    external: dict[int, set[int]] = {}  # new fw -> unfinished Fireworks already on the LaunchPad it waits for
+    for fw in new:
+        job = job_of[fw.fw_id]
+        if mapping:
+            job.function_args = _retarget(job.function_args, mapping)
+            job.function_kwargs = _retarget(job.function_kwargs, mapping)
+        external[fw.fw_id] = {old[p.fw_id]["fw_id"] for p in fw.parents if p.fw_id in old and old[p.fw_id]["state"] != "COMPLETED"}
+        fw.parents = [p for p in fw.parents if p.fw_id in new_ids]
+    workflows: list[int] = []
+    wf_name = name or wf.name
+    for group in _components(new) if old else ([new] if new else []):
+        parents = sorted(set().union(*(external[fw.fw_id] for fw in group)))
+        sub = Workflow(group, name=wf_name, metadata={"campaign": campaign})
+        if not parents:
+            ids = lp.add_wf(sub)
+            workflows.append(min(ids.values()))
+            continue
+        # FireWorks links across workflows are not possible: append to the workflow of the parents
+        by_wf: dict[int, list[int]] = {}
+        for p in parents:
+            w = lp.workflows.find_one({"nodes": p}, {"nodes": 1})
+            by_wf.setdefault(min(w["nodes"]) if w else p, []).append(p)
+        home = max(by_wf, key=lambda k: len(by_wf[k]))
+        if len(by_wf) > 1:
+            warnings.append(f"{group[0].name}: waits for unfinished Fireworks in {len(by_wf)} workflows; linked to those of workflow {home} only")
+        lp.append_wf(sub, by_wf[home], pull_spec_mods=False)
+        workflows.append(home)
+    return {
+        "fireworks_added": len(new),
+        "fireworks_on_launchpad": len(old),
+        "fireworks_rerun": rerun,
+        "workflows": sorted(set(workflows)),
+        "warnings": warnings,
+    }
+
+
+# ------------------------------------------------------------------------------------ running
+@contextmanager
+def _worker_uri(spec):
+    """While rockets run in this process: the MongoDB URI of the spec in ``$PFTFLOW_MONGODB_URI``
+    (the stores inside the Fireworks do not hold the password), in memory only."""
+    from pftflow.store import MONGODB_URI_ENV
+
+    uri = spec.store_uri
+    if not uri or os.environ.get(MONGODB_URI_ENV):
+        yield
+        return
+    os.environ[MONGODB_URI_ENV] = uri
+    try:
+        yield
+    finally:
+        os.environ.pop(MONGODB_URI_ENV, None)
+
+
+def launch_rockets(lp, *, launch_dir: str | os.PathLike, fworker: str | None = None, categories: list[str] | None = None, max_launches: int = 0) -> None:
+    """Run the READY Fireworks with ``rapidfire`` here, as a FireWorker named ``fworker`` pulling
+    ``categories`` (None: all), in ``launch_dir`` (made absolute: rapidfire changes directory).
+    FireWorks' and jobflow's log lines go to stderr (stdout stays for the command's result)."""
+    import sys
+    from contextlib import redirect_stdout
+
+    from fireworks import FWorker
+    from fireworks.core import rocket
+    from fireworks.core.rocket_launcher import rapidfire
+
+    launch_dir = Path(launch_dir).resolve()
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    worker = FWorker(name=fworker or "pftflow-submit", category=list(categories) if categories else "")
+    cwd, ping = os.getcwd(), rocket.start_ping_launch
+    if getattr(lp, "_pftflow_embedded", None) is not None:
+        # no ping thread: it only serves `lpad detect_lostruns`, and on mongomock it races the
+        # main thread's update of the launch document ("No Launch exists with launch_id")
+        rocket.start_ping_launch = lambda launchpad, launch_id: None
+    try:
+        with redirect_stdout(sys.stderr):  # their handlers bind sys.stdout when created, i.e. in here
+            rapidfire(lp, worker, nlaunches=max_launches, m_dir=str(launch_dir), strm_lvl="WARNING")
+    finally:
+        os.chdir(cwd)  # rapidfire leaves the process in launch_dir
+        rocket.start_ping_launch = ping
+
+
+def campaign_states(lp, campaign: str) -> dict[str, int]:
+    """Number of the campaign's Fireworks per state."""
+    out: dict[str, int] = {}
+    for d in lp.fireworks.find({"spec.campaign": campaign}, {"state": 1}):
+        out[d["state"]] = out.get(d["state"], 0) + 1
     return out
+
+
+def worker_command(spec, where: str) -> str:
+    """The ``rlaunch`` command a worker runs for this campaign's LaunchPad."""
+    if spec.fireworks.launchpad_file:
+        return f"rlaunch -l {Path(spec.fireworks.launchpad_file).resolve()} -w my_fworker.yaml rapidfire"
+    return f"{_MONGOMOCK_ENV}={where} rlaunch -l {Path(where).with_name(EMBEDDED_LAUNCHPAD_YAML)} -w my_fworker.yaml rapidfire"
+
+
+def submit_campaign(
+    spec,
+    *,
+    launch: bool = False,
+    max_launches: int = 0,
+    fworker: str | None = None,
+    categories: list[str] | None = None,
+) -> dict[str, Any]:
+    """Add the campaign's flow to a FireWorks LaunchPad; with ``launch``, also run it here with
+    rapidfire (as FireWorker ``fworker`` / ``fireworks.fworker``, pulling ``categories``; None: all).
+
+    Jobs already in the store are not in the flow; jobs already on the LaunchPad are not added again
+    (module docstring).  The store is opened first: an unreachable MongoDB fails fast with
+    :class:`pftflow.store.StoreConnectionError`, before the LaunchPad is touched.
+    """
+    from pftflow.flows.campaigns import KINDS
+    from pftflow.run.local import open_store
+
+    store = open_store(spec)
+    lp = None
+    try:
+        lp, where = open_launchpad(spec)
+        flow, reused = KINDS[spec.kind].build(spec, store)
+        added = add_flow(lp, flow, store, campaign=spec.name, name=f"campaign {spec.name}")
+        out: dict[str, Any] = {"campaign": spec.name, **added, "reused": reused, "launchpad": where}
+        if launch:
+            with _worker_uri(spec):
+                launch_rockets(lp, launch_dir=Path(spec.store_dir) / "fw_launches", fworker=fworker or spec.fireworks.fworker,
+                               categories=categories, max_launches=max_launches)
+        out["states"] = campaign_states(lp, spec.name)
+        out["worker"] = worker_command(spec, where)
+        return out
+    finally:
+        if lp is not None:
+            save_launchpad(lp)
+        store.close()

@@ -9,7 +9,11 @@
 Nested settings are the science modules' own pydantic models (:class:`~pftflow.phonons.harmonic.PhononSettings`,
 :class:`~pftflow.phonons.relax.RelaxSettings`, :class:`~pftflow.kappa.conductivity.KappaSettings`,
 :class:`~pftflow.training.trainer.TrainConfig` with :data:`FinetuneMode` and ``LossWeights``), so a bad value
-fails when the spec is loaded, not inside a job.  Every spec keeps ``.raw`` (the dict as read), ``.path``
+fails when the spec is loaded, not inside a job.  Materials are checked at load too
+(:mod:`pftflow.materials.checks`): reference files are read (readable, decompressible, finite forces;
+the parse is cached for the run's import job), structures have known elements, non-singular cells,
+no atoms closer than 0.5 Å, integer supercell matrices of det >= 1 and <= 2000 atoms, and every model
+supports the elements of every material (``ForceCalculator.supported_species()``).  Every spec keeps ``.raw`` (the dict as read), ``.path``
 (source file) and ``store_dir``.  Relative paths in a spec are checked from the current directory.
 """
 

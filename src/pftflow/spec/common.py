@@ -8,9 +8,16 @@ import inspect
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from pftflow.identity import REFERENCE_MODEL, model_name
 from pftflow.spec.errors import FieldIssue, did_you_mean, suggest
@@ -27,6 +34,8 @@ def existing_path(value: str, key: str, *, kind: str = "file", example: str | No
     relative paths are taken from the current directory, as the campaign runner does."""
     p = Path(value).expanduser()
     ok = p.is_file() if kind == "file" else p.exists()
+    if not ok and kind == "file" and p.is_dir():
+        raise FieldIssue(f"'{value}' is a directory, not a file", expected="a file", example=f"{key}: {example or value}")
     if not ok:
         where = "" if p.is_absolute() else f" (relative paths are from the current directory {os.getcwd()})"
         raise FieldIssue(
@@ -46,11 +55,34 @@ class StoreSpec(StrictModel):
         None, description="MongoDB server instead of the embedded store (mongodb:// or mongodb+srv://)", examples=["mongodb://user:pw@host/db"]
     )
 
+    @field_validator("path")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        """The folder (or the first of its parents that exists) must be a directory: a run creates
+        the store inside it."""
+        if v is None:
+            return v
+        if not v.strip():
+            raise FieldIssue("store path is empty", expected="a folder for the campaign's store", example="path: campaigns/my-campaign")
+        p = Path(v).expanduser()
+        for q in (p, *p.parents):
+            if q.exists():
+                if not q.is_dir():
+                    what = "is a file" if q == p else f"is inside '{q}', which is a file"
+                    raise FieldIssue(
+                        f"store path '{v}' {what}, not a folder",
+                        expected="a folder (new or existing) where the run keeps store.sqlite and logs/",
+                        example=f"path: {p.with_name(p.name + '-campaign') if q == p else 'campaigns/' + p.name}",
+                    )
+                break
+        return v
+
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^mongodb(\+srv)?://", v):
-            raise ValueError(f"store uri must start with mongodb:// or mongodb+srv://, got {v!r}")
+            shown = re.sub(r"^([a-z+]*://[^:@/]+):[^@/]*@", r"\1:***@", v)  # never print a password
+            raise ValueError(f"store uri must start with mongodb:// or mongodb+srv://, got {shown!r}")
         return v
 
 
@@ -82,6 +114,10 @@ def _constructor_options(backend: str) -> tuple[set[str], set[str]]:
     return {p.name for p in params}, {p.name for p in params if p.default is inspect.Parameter.empty}
 
 
+#: backends whose calculators implement ``hessian_rows`` (docs/hessian.md)
+HESSIAN_BACKENDS = ("sevennet", "mace", "chgnet", "nequix")
+
+
 class ModelSpec(BaseModel):
     """A calculator (MLIP or reference) as :func:`pftflow.calculators.get_calculator` takes it.
 
@@ -107,6 +143,12 @@ class ModelSpec(BaseModel):
     )
     kwargs: dict[str, Any] | None = Field(None, description="ase backend: keyword arguments of the factory", examples=[{}])
     device: str | None = Field(None, description="torch device (cpu, cuda, cuda:N); null = automatic", examples=["cuda"])
+    force_constants: Literal["displacements", "hessian"] = Field(
+        "displacements",
+        description="how the model's force constants are made: displacements (finite differences, like the reference) | "
+        "hessian (exact Hessian rows of the symmetry-independent atoms; sevennet, mace, chgnet, nequix; docs/hessian.md)",
+        examples=["hessian"],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -149,7 +191,14 @@ class ModelSpec(BaseModel):
     def _check_options(self):
         options, required = _constructor_options(self.backend)
         options = options | self.extra_options.get(self.backend, set())
-        given = (self.model_fields_set | set(self.model_extra or {})) - {"backend", "name"}
+        given = (self.model_fields_set | set(self.model_extra or {})) - {"backend", "name", "force_constants"}
+        if self.force_constants == "hessian" and self.backend not in HESSIAN_BACKENDS:
+            raise FieldIssue(
+                f"backend '{self.backend}' gives no Hessian rows",
+                loc=("force_constants",),
+                expected="force_constants: hessian with one of " + ", ".join(HESSIAN_BACKENDS) + " (docs/hessian.md)",
+                example="force_constants: displacements",
+            )
         for key in sorted(given):
             value = getattr(self, key, None) if key in type(self).model_fields else (self.model_extra or {}).get(key)
             if key not in options and value is not None:
@@ -175,7 +224,7 @@ class ModelSpec(BaseModel):
         """The dict :func:`pftflow.calculators.get_calculator` takes: the given keys plus ``name``."""
         out = {"backend": self.backend}
         for key in type(self).model_fields:
-            if key != "backend" and key in self.model_fields_set and getattr(self, key) is not None:
+            if key not in ("backend", "force_constants") and key in self.model_fields_set and getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         out.update(self.model_extra or {})
         if with_name and self.name is not None:
@@ -246,6 +295,8 @@ class ImportMaterial(StrictModel):
             )
         return v
 
+    _species: tuple[str, ...] | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _default_id(self):
         if not self.id:
@@ -254,9 +305,128 @@ class ImportMaterial(StrictModel):
             self.id = material_id_from_path(self.reference_file)
         return self
 
+    @model_validator(mode="after")
+    def _content(self):
+        """Read the file now (parsed once per process: the import job gets the cached result) and
+        check it: readable / decompressible, parses, finite forces, no overlapping atoms."""
+        from pftflow.materials.checks import MaterialError, check_reference
+        from pftflow.materials.readers import read_reference
+        from pftflow.materials.reference import ReferenceFormatError
+
+        try:
+            ref = read_reference(self.reference_file, fmt=self.reference_format, force_sets=self.force_sets, born=self.born)
+        except ReferenceFormatError as exc:
+            text = str(exc)
+            if "no forces" in text or "neither force_constants" in text:
+                example = "force_sets: path/to/FORCE_SETS (the forces of this displacement yaml), or a phonopy_params.yaml with forces"
+            else:
+                example = "reference_file: ../shared/data/mdr/mp-149.yaml.bz2 (copy or download a damaged file again)"
+            raise FieldIssue(
+                text,
+                loc=("reference_file",),
+                expected="a readable reference phonon file: phonopy yaml with forces (or FORCE_SETS), MDR yaml(.bz2) or atomate2 phonopy.yaml(.xz)",
+                example=example,
+            ) from None
+        try:
+            check_reference(ref, loc=("reference_file",))
+        except MaterialError as exc:
+            raise field_issue(exc) from None
+        self._species = tuple(sorted(set(ref.unitcell.get_chemical_symbols())))
+        return self
+
+    def species(self) -> tuple[str, ...]:
+        """Elements of the reference's unit cell (read when the spec was validated)."""
+        return self._species or ()
+
     def entry(self) -> dict:
         """The material dict of the current builders (``{id, reference_file, ...}``)."""
         return self.model_dump(exclude_none=True)
+
+
+def field_issue(exc, loc_prefix: tuple = ()) -> FieldIssue:
+    """A :class:`pftflow.materials.checks.MaterialError` as a :class:`FieldIssue` (its loc under ``loc_prefix``)."""
+    return FieldIssue(exc.message, loc=tuple(loc_prefix) + tuple(exc.loc), expected=exc.expected, example=exc.example)
+
+
+# ------------------------------------------------------------------------------ models x species
+_SPECIES: dict[str, Any] = {}
+
+
+class ModelIssue(ValueError):
+    """The backend refuses a model spec: ``where`` is ``"settings"`` (its constructor) or ``"model"``
+    (it cannot identify the model, e.g. an unknown sevennet checkpoint name)."""
+
+    def __init__(self, message: str, where: str):
+        super().__init__(message)
+        self.where = where
+
+
+def model_species(model: ModelSpec) -> frozenset[str] | None:
+    """The elements a model supports (its backend's ``supported_species()``), None when unknown.
+    Asked once per model spec and process (it may read a checkpoint).  Raises :class:`ModelIssue`
+    when the backend refuses the spec (a ValueError of its constructor or of the lookup)."""
+    import json
+
+    key = json.dumps(model.calculator_spec(with_name=False), sort_keys=True, default=str)
+    if key not in _SPECIES:
+        import contextlib
+        import io
+        import warnings
+
+        from pftflow.calculators.backends import get_calculator
+
+        where = "settings"
+        try:  # library chatter while a checkpoint is read (import-time prints, torch.load warnings) is not the user's business here
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                calc = get_calculator(model.calculator_spec())
+                where = "model"
+                _SPECIES[key] = calc.supported_species()
+        except ValueError as exc:
+            _SPECIES[key] = ModelIssue(str(exc), where)
+        except Exception:  # noqa: BLE001 - the check could not be made (library missing, ...): unknown, the run decides
+            _SPECIES[key] = None
+    out = _SPECIES[key]
+    if isinstance(out, ModelIssue):
+        raise out
+    return out
+
+
+def check_models_support(models: list[ModelSpec], materials: list[tuple[str, str, tuple[str, ...]]], key: str | tuple = "models", *, indexed: bool = True) -> None:
+    """Refuse a model that does not support an element of a material.
+
+    ``materials``: (label in the spec, material id, elements), e.g. ("materials[0]", "mp-149", ("Si",)).
+    ``key``: the spec key of ``models`` (a tuple for a nested one); ``indexed`` False for a single model.
+    """
+    from ase.data import atomic_numbers as Z_OF
+
+    from pftflow.materials.checks import describe_species, unsupported_species
+
+    base = key if isinstance(key, tuple) else (key,)
+    for i, m in enumerate(models):
+        loc = base + ((i,) if indexed else ())
+        try:
+            supported = model_species(m)
+        except ModelIssue as exc:
+            on_model = exc.where == "model" and m.model is not None
+            raise FieldIssue(
+                str(exc),
+                loc=loc + (("model",) if on_model else ()),
+                expected=f"a model name or file that backend '{m.backend}' can load" if on_model else f"settings backend '{m.backend}' accepts",
+                example=("model: 7net-0" if m.backend == "sevennet" else "model: path/to/model") if on_model else f"{{backend: {m.backend}}} with its defaults",
+            ) from None
+        if supported is None:
+            continue
+        for label, mid, species in materials:
+            missing = unsupported_species(species, supported)
+            if missing:
+                other = " (e.g. {backend: chgnet}: H to Pu)" if m.backend != "chgnet" and all(Z_OF.get(x, 999) <= 94 for x in missing) else ""
+                raise FieldIssue(
+                    f"{m.name} does not support {', '.join(missing)} in {label} ({mid})",
+                    loc=loc,
+                    expected=f"materials made of the elements {m.name} covers ({describe_species(supported)})",
+                    example=f"remove {label}, or use a model trained on {', '.join(missing)}{other}",
+                )
 
 
 def check_unique_ids(materials: list, key: str) -> None:

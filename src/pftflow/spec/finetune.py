@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_unique_ids, existing_path
+from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_models_support, check_unique_ids, existing_path
 from pftflow.spec.errors import FieldIssue
 from pftflow.spec.phonons import BenchmarkSettings
 from pftflow.training.adapters import FinetuneMode
@@ -63,6 +63,35 @@ class ExtxyzSource(StrictModel):
     @classmethod
     def _shorthand(cls, v):
         return {"path": str(v)} if isinstance(v, (str, Path)) else v
+
+    @model_validator(mode="after")
+    def _readable(self):
+        """The first frame parses as extended XYZ, and the selection ``index`` is one ASE accepts
+        (the whole set is read by the training-data job)."""
+        from ase.io import read
+        from ase.io.formats import string2index
+
+        try:
+            ok = not isinstance(string2index(self.index), str)  # a string is a database accessor, not a selection
+        except ValueError:
+            ok = False
+        if not ok:
+            raise FieldIssue(
+                f"'{self.index}' is not an ASE frame selection",
+                loc=("index",),
+                expected="':' (all), ':100' (first 100), '::2' (every other) or a frame number",
+                example="index: ':100'",
+            )
+        try:
+            read(self.path, index=0, format="extxyz")
+        except Exception as exc:  # noqa: BLE001 - ase raises many types on a damaged file; name it
+            raise FieldIssue(
+                f"cannot read {self.path} as extended XYZ: {type(exc).__name__}: {exc}",
+                loc=("path",),
+                expected="an extxyz file with per-frame energies / forces / stresses under energy_key, forces_key, stress_key",
+                example="path: data/upstream.extxyz",
+            ) from None
+        return self
 
 
 class TrainingDataSpec(StrictModel):
@@ -158,6 +187,13 @@ class FinetuneSpec(CampaignBase):
                     expected="test materials that are not in train_materials",
                     example="test_materials: [../shared/data/mdr/mp-149.yaml.bz2]",
                 )
+        species = [
+            (f"{key}[{j}]", m.id, m.species())
+            for key, materials in (("train_materials", self.train_materials), ("test_materials", self.test_materials),
+                                   ("training.valid_materials", self.training.valid_materials))
+            for j, m in enumerate(materials)
+        ]
+        check_models_support([self.training.base_model], species, ("training", "base_model"), indexed=False)
         return self
 
     @property

@@ -8,11 +8,48 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from pftflow.kappa.conductivity import KappaSettings
 from pftflow.phonons.relax import RelaxSettings
-from pftflow.spec.common import CampaignBase, ModelSpec, StrictModel, check_unique_model_names, existing_path
+from pftflow.spec.common import CampaignBase, ModelSpec, StrictModel, check_models_support, check_unique_model_names, existing_path
 from pftflow.spec.errors import FieldIssue, suggest
 
 #: keys of the ``kappa:`` block that may also be written at the top level of the spec
 BLOCK_KEYS = ("structures", "reference", "nac", "materials", "settings")
+
+#: κ references read while validating, by (absolute path, size, mtime, nac): a spec loaded twice in
+#: one process (validate, then build) reads the file once
+_REFERENCES: dict[tuple, Any] = {}
+
+
+def _read_reference_cached(path, nac: bool):
+    import os
+
+    from pftflow.materials.kappa import read_kappa_reference
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, bool(nac))
+    if key not in _REFERENCES:
+        _REFERENCES.clear()  # one reference per campaign: keep only the last
+        _REFERENCES[key] = read_kappa_reference(path, nac=nac)
+    return _REFERENCES[key]
+
+
+def _check_material(m) -> None:
+    """Physics checks on one frame of the κ structures file (cell, species, distances, fc2 / fc3
+    supercells), reported at ``kappa.structures``."""
+    from pftflow.materials.checks import MAX_SUPERCELL_ATOMS, MaterialError, check_atoms, check_supercell_matrix, check_supercell_size
+
+    where = f"{m.material_id} ({m.name})"
+    try:
+        check_atoms(m.atoms, species_loc=(), cell_loc=(), coords_loc=())
+        for name in ("fc2_supercell", "fc3_supercell"):
+            check_supercell_matrix(getattr(m, name), loc=(), name=name)
+            check_supercell_size(len(m.atoms), getattr(m, name), limit=MAX_SUPERCELL_ATOMS, loc=(), name=name)
+    except MaterialError as exc:
+        raise FieldIssue(
+            f"material {where} of the structures file: {exc.message}",
+            loc=("structures",),
+            expected=exc.expected,
+            example=f"fix frame {where} of the structures file, or leave it out with materials: [...]",
+        ) from None
 
 
 class KappaCampaignSettings(KappaSettings):
@@ -53,6 +90,7 @@ class KappaBlock(StrictModel):
     settings: KappaCampaignSettings = Field(default_factory=KappaCampaignSettings, description="KappaSettings fields plus relax and do_relax", examples=[{"q_mesh": None}])
 
     _selected: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+    _species: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
     @field_validator("structures")
     @classmethod
@@ -90,9 +128,9 @@ class KappaBlock(StrictModel):
 
         try:
             mats = read_kappa_structures(self.structures)
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - ase / numpy raise many types on a damaged extxyz; name the file
             raise FieldIssue(
-                f"cannot read the structures file: {exc}",
+                f"cannot read the structures file {self.structures}: {type(exc).__name__}: {exc}",
                 loc=("structures",),
                 expected="an extxyz with info keys mp_id, fc2_supercell, fc3_supercell, q_mesh per frame",
                 example="structures: ../shared/data/ksrme/phononDB-PBE-structures_subset.extxyz",
@@ -115,9 +153,12 @@ class KappaBlock(StrictModel):
                     )
                 selected.append(m)
         self._selected = [(m.material_id, m.name) for m in selected]
+        for m in selected:
+            _check_material(m)
+        self._species = {m.material_id: tuple(sorted(set(m.atoms.get_chemical_symbols()))) for m in selected}
         if self.reference is not None:
             try:
-                resolve_reference_path(self.reference, self.nac)
+                path = resolve_reference_path(self.reference, self.nac)
             except FileNotFoundError as exc:
                 raise FieldIssue(
                     str(exc),
@@ -125,7 +166,20 @@ class KappaBlock(StrictModel):
                     expected=f"a JSON file, or a directory with exactly one {'NAC' if self.nac else 'noNAC'} reference file",
                     example="reference: ../shared/data/ksrme/kappas_phononDB_PBE_NAC_subset.json.gz",
                 ) from None
+            try:
+                _read_reference_cached(path, self.nac)
+            except Exception as exc:  # noqa: BLE001 - gzip / pandas / numpy on a damaged file: name it
+                raise FieldIssue(
+                    f"cannot read the κ reference {path}: {type(exc).__name__}: {exc}",
+                    loc=("reference",),
+                    expected="a column-oriented JSON(.gz) with mp_id, kappa_TOT_ave, mode_kappa_TOT_ave, weights, qpoints (k_SRME kappas_phononDB_PBE_NAC.json.gz)",
+                    example="reference: ../shared/data/ksrme/kappas_phononDB_PBE_NAC_subset.json.gz (copy or download a damaged file again)",
+                ) from None
         return self
+
+    def species(self) -> dict[str, tuple[str, ...]]:
+        """Elements of each selected material, by material id."""
+        return dict(self._species)
 
     @property
     def material_ids(self) -> list[str]:
@@ -165,6 +219,9 @@ class KappaSpec(CampaignBase):
     @model_validator(mode="after")
     def _names(self):
         check_unique_model_names(self.models)
+        names = dict(self.kappa._selected)
+        species = [("kappa.structures", f"{mid}, {names.get(mid, mid)}", sp) for mid, sp in self.kappa.species().items()]
+        check_models_support(self.models, species, "models")
         return self
 
     @property

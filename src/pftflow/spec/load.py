@@ -24,6 +24,7 @@ SPEC_MODELS = {
     "phonons": ("pftflow.spec.phonons", "PhononsSpec"),
     "kappa": ("pftflow.spec.kappa", "KappaSpec"),
     "finetune": ("pftflow.spec.finetune", "FinetuneSpec"),
+    "dataset": ("pftflow.spec.dataset", "DatasetSpec"),
 }
 KINDS = tuple(SPEC_MODELS)
 DEFAULT_KIND = "phonons"
@@ -106,7 +107,7 @@ def spec_json_schema() -> dict:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "pftflow campaign spec",
-        "description": "kind: phonons | kappa | finetune (docs/campaign-spec.md, docs/kappa.md, docs/training.md); "
+        "description": "kind: phonons | kappa | finetune | dataset (docs/campaign-spec.md, docs/kappa.md, docs/training.md, docs/dataset.md); "
         "kind may be left out for phonons",
         **schema,
     }

@@ -9,7 +9,18 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from pftflow.phonons.harmonic import PhononSettings
 from pftflow.phonons.relax import RelaxSettings
-from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_unique_ids, check_unique_model_names
+from pftflow.calculators.vasp import VaspSettings
+from pftflow.materials.checks import MAX_SUPERCELL_ATOMS
+from pftflow.spec.common import (
+    CampaignBase,
+    ImportMaterial,
+    ModelSpec,
+    StrictModel,
+    check_models_support,
+    check_unique_ids,
+    check_unique_model_names,
+    field_issue,
+)
 from pftflow.spec.errors import FieldIssue, fmt_value, suggest
 
 Matrix3 = Annotated[list[Annotated[list[float], Field(min_length=3, max_length=3)]], Field(min_length=3, max_length=3)]
@@ -72,6 +83,17 @@ class StructureSpec(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _distances(self):
+        """No two atoms (periodic images included) closer than checks.MIN_DISTANCE_A."""
+        from pftflow.materials.checks import MaterialError, check_distances
+
+        try:
+            check_distances(self.atoms(), loc=("frac_coords",))
+        except MaterialError as exc:
+            raise field_issue(exc) from None
+        return self
+
     def atoms(self):
         """The structure as :class:`ase.Atoms` (periodic)."""
         from ase import Atoms
@@ -91,26 +113,54 @@ class ComputeMaterial(StrictModel):
         examples=[[2, 2, 2]],
     )
     primitive_matrix: Matrix3 | None = Field(None, description="primitive cell in units of the given cell (3x3); null = the cell is primitive", examples=[[[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]]])
+    max_supercell_atoms: int = Field(
+        MAX_SUPERCELL_ATOMS, ge=1, description="largest supercell (atoms) this material may ask for; raise it for a deliberately large supercell", examples=[4000]
+    )
 
     @field_validator("supercell_matrix", mode="before")
     @classmethod
     def _supercell(cls, v):
+        from pftflow.materials.checks import MaterialError, check_supercell_matrix
+
         v = _as_list(v)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             v = [v, v, v]
         try:
-            a = np.asarray(v, dtype=float)
+            np.asarray(v, dtype=float)
         except (TypeError, ValueError):
             return v  # not numbers: pydantic reports the type
-        if a.shape == (3,):
-            a = np.diag(a)
-        if a.shape != (3, 3):
-            raise ValueError(f"supercell_matrix must be 3 integers or a 3x3 matrix, got shape {a.shape}")
-        if not np.allclose(a, np.round(a)):
-            raise ValueError(f"supercell_matrix must be integers, got {fmt_value(v)}")
-        if np.linalg.det(a) < 0.5:
-            raise ValueError(f"supercell_matrix must have a positive determinant (a supercell of >= 1 cell), got det {np.linalg.det(a):.3g}")
-        return np.round(a).astype(int).tolist()
+        try:
+            return check_supercell_matrix(v, loc=()).tolist()
+        except MaterialError as exc:
+            raise field_issue(exc) from None
+
+    @model_validator(mode="after")
+    def _size_and_primitive(self):
+        """The supercell is not too large, and phonopy accepts the primitive matrix for this cell."""
+        from pftflow.materials.checks import MaterialError, check_supercell_size
+
+        atoms = self.structure.atoms()
+        try:
+            check_supercell_size(len(atoms), self.supercell_matrix, limit=self.max_supercell_atoms, loc=("supercell_matrix",))
+        except MaterialError as exc:
+            raise field_issue(exc) from None
+        if self.primitive_matrix is not None:
+            from pftflow.materials.builders import build_phonopy
+
+            try:
+                build_phonopy(atoms, self.supercell_matrix, self.primitive_matrix)
+            except Exception as exc:  # noqa: BLE001 - phonopy raises RuntimeError / ValueError / TypeError here
+                raise FieldIssue(
+                    f"phonopy refuses this primitive_matrix for the cell: {type(exc).__name__}: {exc}",
+                    loc=("primitive_matrix",),
+                    expected="the primitive cell in units of the given cell, with the supercell a multiple of it (or null: the cell is primitive)",
+                    example="primitive_matrix: [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]] (for a conventional fcc cell)",
+                ) from None
+        return self
+
+    def species(self) -> tuple[str, ...]:
+        """Elements of the structure."""
+        return tuple(sorted(set(self.structure.species)))
 
     @field_validator("primitive_matrix", mode="before")
     @classmethod
@@ -173,6 +223,14 @@ class ReferenceSpec(StrictModel):
     relax: RelaxSettings | None = Field(
         None, description="compute mode: relax the cell with the reference calculator first (RelaxSettings); null = use the cell as given", examples=[{"fmax_eV_per_A": 0.005, "steps": 100}]
     )
+    code: Literal["ase", "vasp"] = Field(
+        "ase", description="compute mode: ase (the reference `calculator`, e.g. GPAW) | vasp (VASP through atomate2, settings in `vasp`, docs/vasp.md)"
+    )
+    vasp: VaspSettings | None = Field(
+        None,
+        description="code vasp: the VASP phonon input set (INCAR overrides, k-points or Γ-only, POTCARs) and run folder (docs/vasp.md); null = the defaults",
+        examples=[{"incar": {"ENCUT": 600, "ISPIN": 1}, "reciprocal_density": 100, "potcar_functional": "PBE_54"}],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -183,6 +241,9 @@ class ReferenceSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.code == "vasp" or self.vasp is not None:
+            self._check_vasp()
+            return self
         if self.mode == "compute" and self.calculator is None:
             raise FieldIssue(
                 "mode 'compute' needs a reference calculator",
@@ -199,6 +260,31 @@ class ReferenceSpec(StrictModel):
                 example="reference: {mode: compute, calculator: {backend: ase, import_path: ase.calculators.emt:EMT}}",
             )
         return self
+
+    def _check_vasp(self) -> None:
+        """``code: vasp``: compute mode, no ASE calculator, no relaxation; ``vasp`` only with it."""
+        example = "reference: {mode: compute, code: vasp, vasp: {incar: {ENCUT: 600}}}"
+        if self.code != "vasp":
+            raise FieldIssue("'vasp' settings are only used with code: vasp", loc=("vasp",), expected="code: vasp, or no vasp block", example=example)
+        if self.mode != "compute":
+            raise FieldIssue("code: vasp computes the reference: it needs mode: compute", loc=("mode",), expected="mode: compute", example=example)
+        for key in ("calculator", "relax"):
+            if getattr(self, key) is not None:
+                raise FieldIssue(
+                    f"'{key}' is not used with code: vasp (VASP computes the forces on the cell as given)",
+                    loc=(key,),
+                    expected=f"no '{key}' with code: vasp (give a relaxed cell), or code: ase",
+                    example=example,
+                )
+        import importlib.util
+
+        if importlib.util.find_spec("atomate2") is None:
+            raise FieldIssue(
+                "code: vasp runs VASP through atomate2, which is not installed: pip install 'pftflow[vasp]'",
+                loc=("code",),
+                expected="atomate2 installed, or code: ase with a calculator",
+                example=example,
+            )
 
 
 class BenchmarkSettings(StrictModel):
@@ -253,6 +339,10 @@ class PhononsSpec(CampaignBase):
                 )
         check_unique_ids(self.materials, "materials")
         check_unique_model_names(self.models)
+        species = [(f"materials[{j}]", m.id, m.species()) for j, m in enumerate(self.materials)]
+        if mode == "compute" and self.reference.calculator is not None:
+            check_models_support([self.reference.calculator], species, ("reference", "calculator"), indexed=False)
+        check_models_support(self.models, species, "models")
         return self
 
     @property

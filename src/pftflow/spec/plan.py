@@ -28,8 +28,11 @@ def _reference_stages(material, spec) -> list[str]:
     return ["import", "analysis"]
 
 
-def _model_stages(relax_models: bool) -> list[str]:
-    return [s for s in MODEL_STAGES if relax_models or s != "relax"]
+def _model_stages(relax_models: bool, force_constants: str = "displacements") -> list[str]:
+    stages = [s for s in MODEL_STAGES if relax_models or s != "relax"]
+    if force_constants == "hessian":  # one Hessian job replaces displacements + forces
+        stages = [("hessian" if s == "forces" else s) for s in stages if s != "displacements"]
+    return stages
 
 
 def _summary(spec, materials: list[str], models: list[str], units: list[dict]) -> dict:
@@ -60,7 +63,7 @@ def plan(spec: CampaignBase) -> dict:
         model_stages = _model_stages(spec.settings.relax_models)
         for m in spec.materials:
             units.append(_unit(m.id, REFERENCE_MODEL, _reference_stages(m, spec)))
-            units += [_unit(m.id, model.name, list(model_stages)) for model in spec.models]
+            units += [_unit(m.id, model.name, _model_stages(spec.settings.relax_models, model.force_constants)) for model in spec.models]
         return _summary(spec, spec.material_ids, spec.model_names, units)
 
     if kind == "kappa":
@@ -76,5 +79,10 @@ def plan(spec: CampaignBase) -> dict:
             units.append(_unit(m.id, REFERENCE_MODEL, ["import", "analysis"]))
             units += [_unit(m.id, name, list(model_stages)) for name in (tr.base_model.name, tr.export_name)]
         return _summary(spec, spec.material_ids, spec.model_names, units)
+
+    if kind == "dataset":
+        from pftflow.spec.dataset import dataset_plan
+
+        return dataset_plan(spec)
 
     raise TypeError(f"plan() needs a campaign spec from pftflow.spec.load_spec / parse_spec, got {type(spec).__name__}")

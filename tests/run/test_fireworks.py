@@ -1,0 +1,244 @@
+"""FireWorks at scale: idempotent submission, relative store paths, resource categories, and a
+separate ``rlaunch`` worker process on the embedded (mongomock-persistence) LaunchPad.
+
+The campaign is the cheap EMT one of tests/flows/test_campaigns.py (ase EMT stands in for the
+reference and the models; a model identical to the reference must give zero errors), with its
+store at the *relative* path ``camp`` (the default store path is relative too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pftflow.results import load_results
+from pftflow.spec import load_spec
+
+SPEC = """
+name: emt-fw
+kind: phonons
+store: {path: camp}
+materials:
+  - id: Cu
+    source: "fcc Cu a = 3.61 Å"
+    structure:
+      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
+      species: [Cu]
+      frac_coords: [[0, 0, 0]]
+    supercell_matrix: [3, 3, 3]
+  - id: Al
+    source: "fcc Al a = 4.05 Å"
+    structure:
+      cell_A: [[0.0, 2.025, 2.025], [2.025, 0.0, 2.025], [2.025, 2.025, 0.0]]
+      species: [Al]
+      frac_coords: [[0, 0, 0]]
+    supercell_matrix: [3, 3, 3]
+reference:
+  mode: compute
+  calculator: {backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}
+models:
+  - {backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}
+settings:
+  phonons: {mesh: [8, 8, 8], band_npoints: 11}
+  relax_models: false
+"""
+SECOND_MODEL = '  - {backend: ase, name: EMT-b, import_path: "ase.calculators.emt:EMT"}\n'
+#: Fireworks of the campaign: per material 3 reference jobs (displacements, forces, analysis) and 4
+#: per model (+ compare), and the parameters record
+N_ONE_MODEL = 2 * (3 + 4) + 1
+
+
+def _write_spec(tmp_path: Path, two_models: bool = False, name: str = "spec.yaml") -> Path:
+    text = SPEC
+    if two_models:
+        text = text.replace("settings:\n", SECOND_MODEL + "settings:\n", 1)
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGOMOCK_SERVERSTORE_FILE", "PFTFLOW_MONGODB_URI")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _launchpad_fws(path: Path) -> list[dict]:
+    """Firework documents of an embedded LaunchPad file (read as FireWorks wrote it)."""
+    from bson import json_util
+
+    data = json_util.loads(path.read_text())
+    return [doc for _, doc in data["fireworks"]["fireworks"]["documents"]]
+
+
+def _compare_rows(spec) -> dict:
+    res = load_results(spec)
+    return {(r["material_id"], r["model"]): r for r in res["rows"]}
+
+
+def test_submit_twice_adds_the_work_once_and_a_new_model_only_its_jobs(tmp_path, monkeypatch):
+    """A second submit adds nothing; a spec with one more model adds only that model's jobs (and
+    the new parameters record), chained after the reference Fireworks already on the LaunchPad;
+    ``--launch`` (rapidfire, relative store path) then completes all of it once."""
+    from pftflow.run import submit_campaign
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MONGOMOCK_SERVERSTORE_FILE", raising=False)
+    one, two = load_spec(_write_spec(tmp_path)), load_spec(_write_spec(tmp_path, two_models=True, name="spec2.yaml"))
+
+    first = submit_campaign(one)
+    lp_file = Path(first["launchpad"])
+    assert lp_file == (tmp_path / "camp" / "fireworks_launchpad.json").resolve()
+    assert first["fireworks_added"] == N_ONE_MODEL and first["states"] == {"READY": 3, "WAITING": N_ONE_MODEL - 3}  # roots: the record and the reference displacements
+    fws = _launchpad_fws(lp_file)
+    assert len(fws) == N_ONE_MODEL
+    assert all(f["spec"]["_category"] in ("light", "cpu-heavy") for f in fws)
+    assert {f["spec"]["_category"] for f in fws if f["name"].startswith("forces")} == {"cpu-heavy"}
+    assert {f["spec"]["_category"] for f in fws if not f["name"].startswith("forces")} == {"light"}
+
+    second = submit_campaign(one)
+    assert second["fireworks_added"] == 0 and second["fireworks_on_launchpad"] == N_ONE_MODEL
+    assert len(_launchpad_fws(lp_file)) == N_ONE_MODEL
+
+    third = submit_campaign(two)
+    assert third["fireworks_added"] == 2 * 4 + 1  # EMT-b on Cu and Al, and the changed spec's record
+    assert third["fireworks_on_launchpad"] == N_ONE_MODEL - 1
+    fws = _launchpad_fws(lp_file)
+    assert len(fws) == 2 * N_ONE_MODEL - 6
+    keys = [f["spec"]["pftflow_fw_key"] for f in fws]
+    assert len(set(keys)) == len(keys)
+    # the new model starts from the reference's cell: it waits for the reference Fireworks
+    new_model = [f for f in fws if f["spec"].get("model") == "EMT-b"]
+    assert len(new_model) == 8 and {f["state"] for f in new_model} == {"WAITING"}
+
+    done = submit_campaign(two, launch=True)
+    assert done["fireworks_added"] == 0
+    assert done["states"] == {"COMPLETED": len(fws)}
+    rows = _compare_rows(two)
+    assert set(rows) == {(m, k) for m in ("Cu", "Al") for k in ("EMT-same", "EMT-b")}
+    for r in rows.values():  # identical calculator: zero error, a real ω_max
+        assert r.get("omega_max_K", 0) > 200 and abs(r["omega_max_K"] - r["omega_max_K_ref"]) < 1e-6, r
+    assert (tmp_path / "camp" / "fw_launches").is_dir()
+
+    # a COMPLETED Firework whose output has gone from the store is submitted again
+    for f in (tmp_path / "camp").glob("store.sqlite*"):
+        f.unlink()
+    lost = submit_campaign(two)
+    assert lost["fireworks_added"] == 2 * (3 + 2 * 4)  # every keyed job; the parameters record stays
+    assert lost["states"] == {"COMPLETED": len(fws), "READY": 2, "WAITING": 2 * (3 + 2 * 4) - 2}
+
+
+def test_rlaunch_worker_process_light_then_cpu(tmp_path):
+    """``pftflow submit`` (no launch), then separate ``rlaunch`` processes on the same
+    mongomock-persistence file: a ``light``-only worker runs only light jobs; a light + cpu-heavy
+    worker completes the campaign; ``pftflow results`` shows its rows."""
+    spec_path = _write_spec(tmp_path)
+    env = _env()
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "pftflow.cli", *a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # noqa: E731
+    sub = cli("submit", str(spec_path.name))
+    assert sub.returncode == 0, sub.stderr[-3000:]
+    out = json.loads(sub.stdout)
+    lp_file = Path(out["launchpad"])
+    assert out["fireworks_added"] == N_ONE_MODEL and "rlaunch -l" in out["worker"]
+
+    (tmp_path / "light.yaml").write_text("name: light-worker\ncategory: light\nquery: '{}'\n")
+    (tmp_path / "cpu.yaml").write_text("name: cpu-worker\ncategory: [light, cpu-heavy]\nquery: '{}'\n")
+    work = tmp_path / "worker"
+    work.mkdir()
+    wenv = {**env, "MONGOMOCK_SERVERSTORE_FILE": str(lp_file)}
+    rlaunch = lambda w: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "fireworks.scripts.rlaunch_run", "-l", str(lp_file.with_name("fireworks_launchpad.yaml")), "-w", str(w), "rapidfire"],
+        cwd=work, env=wenv, capture_output=True, text=True, timeout=300,
+    )
+    r1 = rlaunch(tmp_path / "light.yaml")
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    fws = _launchpad_fws(lp_file)
+    done = [f for f in fws if f["state"] == "COMPLETED"]
+    # the roots: the parameters record and the 2 reference displacement sets (the model's wait for the reference)
+    assert len(done) == 3 and {f["spec"]["_category"] for f in done} == {"light"}
+    assert {f["state"] for f in fws if f["spec"]["_category"] == "cpu-heavy"} <= {"READY", "WAITING"}
+
+    r2 = rlaunch(tmp_path / "cpu.yaml")
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert {f["state"] for f in _launchpad_fws(lp_file)} == {"COMPLETED"}
+    res = cli("results", spec_path.name, "--format", "json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(res.stdout)["rows"]
+    assert sorted((r["material_id"], r["model"]) for r in rows) == [("Al", "EMT-same"), ("Cu", "EMT-same")]
+    assert all(r["omega_max_K"] > 200 and abs(r["omega_max_K"] - r["omega_max_K_ref"]) < 1e-6 for r in rows)
+
+
+def test_light_worker_does_not_pull_gpu_jobs(tmp_path):
+    """A training job is category ``gpu``: a light (or light + cpu-heavy) FireWorker leaves it
+    READY, while the light job beside it runs; a ``gpu`` worker would get it."""
+    from fireworks import FWorker
+    from jobflow import Flow
+
+    from pftflow.flows import jobs
+    from pftflow.flows.training import TrainMaker
+    from pftflow.identity import ResultId
+    from pftflow.run.fireworks import add_flow, launch_rockets, open_embedded_launchpad, save_launchpad
+    from pftflow.store import make_job_store
+
+    rid = ResultId(campaign="gpu-test", kind="finetune", stage="parameters")
+    params = jobs.record_parameters({"name": "gpu-test"})
+    params.metadata = rid.metadata()
+    train = TrainMaker(run_dir=str(tmp_path / "runs"), fworker=None).make({"train": []}, {"backend": "ase", "name": "EMT", "import_path": "ase.calculators.emt:EMT"})
+    train.metadata = {**train.metadata, **rid.with_(stage="train", model="tiny").metadata("k-train")}
+    assert train.config.manager_config == {"_category": "gpu"} and train.metadata["resources"] == "gpu"
+    assert TrainMaker().make({"train": []}, {}).config.manager_config == {"_category": "gpu", "_fworker": "gpu"}
+
+    store = make_job_store(tmp_path / "camp")
+    store.connect()
+    lp = open_embedded_launchpad(tmp_path / "lp.json")
+    try:
+        assert add_flow(lp, Flow([params, train]), store, campaign="gpu-test")["fireworks_added"] == 2
+        launch_rockets(lp, launch_dir=tmp_path / "launches", categories=["light"])
+        launch_rockets(lp, launch_dir=tmp_path / "launches", categories=["light", "cpu-heavy"])
+        states = {d["name"]: (d["state"], d["spec"]["_category"]) for d in lp.fireworks.find({}, {"name": 1, "state": 1, "spec._category": 1})}
+        assert states == {"record_parameters": ("COMPLETED", "light"), "pft train": ("READY", "gpu")}
+        assert not lp.run_exists(FWorker(category="light")) and not lp.run_exists(FWorker(category=["light", "cpu-heavy"]))
+        assert lp.run_exists(FWorker(category="gpu")) and lp.run_exists(FWorker(name="gpu-node-7", category=["gpu", "light"]))
+    finally:
+        save_launchpad(lp)
+        store.close()
+
+
+def test_relative_file_arguments_become_absolute(tmp_path, monkeypatch):
+    """A worker runs jobs in its own launch directory: file paths in job arguments are made absolute
+    when the flow is prepared for FireWorks (other strings are left alone)."""
+    from jobflow import Flow
+
+    from pftflow.flows import jobs
+    from pftflow.flows.phonons import ForceMaker
+    from pftflow.run.fireworks import prepare_jobs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ref.yaml").write_text("x")
+    imp = jobs.import_reference("data/ref.yaml", fmt="phonopy", material_id="Si")
+    calc = ForceMaker(calculator={"backend": "ase", "model": "data/ref.yaml", "import_path": "ase.calculators.emt:EMT", "name": "EMT"}).make(imp.output)
+    (j1, j2) = prepare_jobs(Flow([imp, calc]))
+    assert j1.function_args[0] == str(tmp_path / "data" / "ref.yaml") and j1.function_kwargs["fmt"] == "phonopy"
+    assert j2.function_args[1]["model"] == str(tmp_path / "data" / "ref.yaml")
+    assert j2.function_args[1]["import_path"] == "ase.calculators.emt:EMT" and j2.function_args[1]["name"] == "EMT"
+    assert j1.config.manager_config["_category"] == "light" and j2.config.manager_config["_category"] == "cpu-heavy"
+
+
+@pytest.mark.parametrize("category", ["gpu", "cpu-heavy", "light"])
+def test_set_resources_tags_job_and_firework_spec(category):
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    from pftflow.flows import jobs
+    from pftflow.flows.phonons import set_resources
+
+    j = set_resources(jobs.compare(None, None), category)
+    fw = flow_to_workflow(j).fws[0]
+    assert fw.spec["_category"] == category and fw.spec["resources"] == category
+    with pytest.raises(ValueError, match="resource category"):
+        set_resources(j, "big")

@@ -1,0 +1,108 @@
+"""`pftflow status`: per material × model × stage done / reused / failed (with reason) / missing,
+totals and wall time per stage, on a one-material EMT campaign with a model that fails."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+
+import pytest
+
+from pftflow.run import run_campaign
+from pftflow.spec import load_spec
+from pftflow.status import campaign_status, format_status
+
+SPEC = """
+name: emt-status
+kind: phonons
+store: {{path: {store}}}
+materials:
+  - id: Cu
+    source: "fcc Cu a = 3.61 Å"
+    structure:
+      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
+      species: [Cu]
+      frac_coords: [[0, 0, 0]]
+    supercell_matrix: [3, 3, 3]
+reference:
+  mode: compute
+  calculator: {{backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}}
+models:
+  - {{backend: ase, name: broken, import_path: "statusbroken:make"}}
+  - {{backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}}
+settings:
+  phonons: {{mesh: [8, 8, 8], band_npoints: 11}}
+  relax_models: false
+"""
+
+STAGES_REF = ["displacements", "forces", "analysis"]
+STAGES_MODEL = ["displacements", "forces", "analysis", "compare"]
+
+
+def _by(st):
+    return {(j["material_id"], j["model"], j["stage"]): j for j in st["jobs"]}
+
+
+def test_status_before_during_and_after_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fixed = tmp_path / "fixed"  # the model works once this file exists
+    (tmp_path / "statusbroken.py").write_text(
+        f"import os\nfrom ase.calculators.emt import EMT\n\ndef make():\n    if os.path.exists({str(fixed)!r}):\n        return EMT()\n"
+        "    raise FileNotFoundError(2, 'No such file', '/nowhere/w.pth')\n")
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC.format(store=tmp_path / "camp"))
+
+    # nothing run: every job missing, no run recorded
+    st = campaign_status(load_spec(path))
+    assert st["totals"] == {"done": 0, "reused": 0, "failed": 0, "missing": 1 + 3 + 4 + 4}
+    assert st["last_run"] is None and st["running"] is None
+
+    summary = run_campaign(load_spec(path), progress=False, plots=False)
+    assert summary.failed_jobs == 1
+    st = campaign_status(load_spec(path))
+    jobs = _by(st)
+    assert [k for k in jobs] == [(None, None, "parameters")] + [("Cu", "reference", s) for s in STAGES_REF] + [
+        ("Cu", "broken", s) for s in STAGES_MODEL] + [("Cu", "EMT-same", s) for s in STAGES_MODEL]
+    assert st["totals"] == {"done": 1 + 3 + 1 + 4, "reused": 0, "failed": 1, "missing": 2}
+    f = jobs[("Cu", "broken", "forces")]
+    assert f["status"] == "failed" and f["reason"] == "FileNotFoundError: [Errno 2] No such file: '/nowhere/w.pth'"
+    assert f["hint"] == "check the path '/nowhere/w.pth' in the spec"
+    for s in ("analysis", "compare"):
+        assert jobs[("Cu", "broken", s)]["status"] == "missing"
+        assert jobs[("Cu", "broken", s)]["reason"] == "not run: forces of Cu / broken failed"
+    # wall times: every finished job has one, bounded by the run's own wall time
+    done = [j for j in st["jobs"] if j["status"] == "done" and j["stage"] != "parameters"]
+    assert all(j["wall_time_s"] is not None and 0 <= j["wall_time_s"] < summary.wall_time_s for j in done)
+    stage_sum = sum(v["wall_time_s"] for v in st["stages"].values())
+    assert 0 < stage_sum <= summary.wall_time_s
+    assert st["stages"]["forces"] == {"jobs": 3, "done": 2, "reused": 0, "failed": 1, "missing": 0,
+                                      "wall_time_s": pytest.approx(jobs[("Cu", "reference", "forces")]["wall_time_s"] + jobs[("Cu", "EMT-same", "forces")]["wall_time_s"])}
+    assert st["last_run"]["jobs_run"] == summary.jobs_run and st["last_run"]["finished_at"] is not None
+
+    # the model fixed, rerun: the jobs stored by the first run are "reused", the redone ones "done"
+    fixed.touch()
+    again = run_campaign(load_spec(path), progress=False, plots=False)
+    assert again.failed_jobs == 0 and again.jobs_run == 1 + 3
+    st2 = campaign_status(load_spec(path))
+    jobs2 = _by(st2)
+    assert st2["totals"] == {"done": 1 + 3, "reused": 3 + 1 + 4, "failed": 0, "missing": 0}
+    assert {k[2] for k, j in jobs2.items() if j["status"] == "done" and k[1] == "broken"} == {"forces", "analysis", "compare"}
+    assert jobs2[("Cu", "EMT-same", "forces")]["wall_time_s"] == jobs[("Cu", "EMT-same", "forces")]["wall_time_s"]  # from its run
+
+    text = format_status(st)
+    assert "Cu        broken     forces         failed" in text
+    assert "fix Cu / broken / forces: check the path '/nowhere/w.pth' in the spec" in text
+    assert "12 jobs: 9 done, 0 reused, 1 failed, 2 missing" in text and "last run: " in text
+
+    from pftflow.cli import main
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["status", "--json"]) == 0  # the last campaign run from this directory
+    assert json.loads(buf.getvalue())["totals"] == st2["totals"]
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert main(["status", str(path)]) == 0
+    assert "stage          jobs  done  reused  failed  missing  wall [s]" in buf.getvalue()
