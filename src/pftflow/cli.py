@@ -1,6 +1,7 @@
 """Command line (thin: parses arguments, calls spec / run / results).
 
-``pftflow run SPEC [--wait]``, ``pftflow results [SPEC] --format table|csv|json``, ``pftflow status [SPEC]``, ``pftflow submit SPEC
+``pftflow run SPEC [--wait]``, ``pftflow results [SPEC] --format table|csv|json``, ``pftflow status [SPEC]``,
+``pftflow report [SPEC] [--out DIR]`` (Markdown + HTML + PNGs), ``pftflow submit SPEC
 [--launch]`` (FireWorks), ``pftflow validate SPEC`` (the plan), ``pftflow schema`` (JSON Schema).
 """
 
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     p_st = sub.add_parser("status", help="per material x model x stage: done, reused, failed (with reason) or missing; wall time per stage")
     p_st.add_argument("spec", nargs="?", help="campaign spec (default: the last one run from this directory)")
     p_st.add_argument("--json", action="store_true", help="print the status as JSON")
+    p_rep = sub.add_parser("report", help="write a Markdown + HTML summary with metric tables and PNG plots (reads the store only)")
+    p_rep.add_argument("spec", nargs="?", help="campaign spec or store folder (default: the last campaign run from this directory)")
+    p_rep.add_argument("--out", metavar="DIR", help="report folder (default: <campaign store folder>/report)")
+    p_rep.add_argument("--campaign", metavar="NAME", help="with a store folder holding several campaigns: only this one")
     p_exp = sub.add_parser("export", help="write the labelled sets of a dataset campaign to extxyz (REF_energy / REF_forces / REF_stress)")
     p_exp.add_argument("spec", nargs="?", help="dataset campaign spec (default: the last one run from this directory)")
     p_exp.add_argument("--out", required=True, help="extxyz file to write")
@@ -168,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "results":
             print(format_results(load_results(_resolve_spec(args.spec)), args.format))
+            return 0
+        if args.cmd == "report":
+            from pftflow.report import write_report
+
+            target = args.spec if args.spec is not None and Path(args.spec).is_dir() else _resolve_spec(args.spec)
+            print(write_report(target, args.out, campaign=args.campaign).text())
             return 0
         if args.cmd == "status":
             from pftflow.status import campaign_status, format_status

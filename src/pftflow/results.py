@@ -369,6 +369,19 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
             row["variant"] = variant
         row.update({k: v for k, v in r.items() if k not in row})
         rows.append(row)
+    if kind == "dataset" and store is not None:  # a set whose job failed: a row per material × set, its latest failure
+        from pftflow.flows.campaigns import FAILURE_STAGE
+
+        done = {(r["material_id"], r.get("variant")) for r in rows}
+        latest: dict[tuple, dict] = {}
+        fails = store.docs_store.query({"metadata.campaign": campaign, "metadata.stage": FAILURE_STAGE}, properties=["output", "metadata", "completed_at"])
+        for d in sorted(fails, key=lambda d: str(d.get("completed_at", ""))):
+            f, m = d.get("output") or {}, d.get("metadata") or {}
+            latest[(f.get("material_id"), m.get("set_name"))] = {"campaign": campaign, "kind": kind, "material_id": f.get("material_id"),
+                                                                  "model": f.get("model"), "variant": m.get("set_name"), "status": "failed",
+                                                                  "failed": True, "reason": f.get("reason"), "failed_stage": f.get("stage"),
+                                                                  "hint": f.get("hint")}
+        rows += [r for k, r in latest.items() if k not in done]
     if kind in ("kappa", "finetune") and store is not None and spec.material_ids and spec.model_names:
         done = {(r["material_id"], r["model"]) for r in rows}
         pairs = [(m, mod) for m in spec.material_ids for mod in spec.model_names]
@@ -390,7 +403,7 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
     return rows
 
 
-def frame(rows: list[dict]):
+def results_frame(rows: list[dict]):
     """A DataFrame of :func:`results_rows` rows: identity columns first, then the
     :data:`COLUMNS` order, then any other column (thermal fields at another temperature)."""
     import pandas as pd
@@ -436,7 +449,7 @@ def load(spec_or_store, *, campaign: str | None = None, material: str | Iterable
             rows += results_rows(spec, KINDS[spec.kind].results(spec, store), store)
     finally:
         store.close()
-    df = frame(rows) if rows else pd.DataFrame(columns=_ID_COLUMNS)
+    df = results_frame(rows) if rows else pd.DataFrame(columns=_ID_COLUMNS)
     for col, want in (("material_id", pick(material)), ("model", pick(model)), ("strategy", pick(strategy))):
         if want is not None:
             df = df[df[col].isin(want)]

@@ -3,6 +3,9 @@
 * :func:`plot_band_overlay` — reference band structure (black) and each model's (coloured) on the
   same q-path, frequencies in THz, imaginary modes drawn as negative frequencies.
 * :func:`plot_parity` — model vs reference scatter of one per-material quantity (e.g. ω_max).
+* :func:`plot_parity_panels` — one panel per quantity (ω_max, S, F, C_V at 300 K), for ``pftflow report``.
+* :func:`plot_kappa_parity` — κ model vs DFT on log axes.
+* :func:`plot_error_vs_n` — error against the number of fine-tuning structures.
 """
 
 from __future__ import annotations
@@ -220,10 +223,10 @@ def plot_parity(
 # ------------------------------------------------------------------------------------ report plots
 #: the MDR thermal quantities of :func:`plot_parity_panels` (row field, panel title, unit)
 PARITY_QUANTITIES = [
-    ("omega_max_K", "ω_max", "K"),
-    ("entropy_300K_J_per_K_mol", "S (300 K)", "J/K/mol"),
-    ("free_energy_300K_kJ_per_mol", "F (300 K)", "kJ/mol"),
-    ("heat_capacity_300K_J_per_K_mol", "C_V (300 K)", "J/K/mol"),
+    ("omega_max_K", "maximum frequency ω_max", "K"),
+    ("entropy_300K_J_per_K_mol", "entropy S at 300 K", "J/K/mol"),
+    ("free_energy_300K_kJ_per_mol", "free energy F at 300 K", "kJ/mol"),
+    ("heat_capacity_300K_J_per_K_mol", "heat capacity C_V at 300 K", "J/K/mol"),
 ]
 
 
@@ -248,11 +251,18 @@ def _ok_pairs(rows, x_key: str, y_key: str) -> dict[str, list[tuple[float, float
     return out
 
 
-def _annotate(ax, pts, color, max_labels: int = 12) -> None:
-    if len(pts) > max_labels:
+def _annotate(ax, by_model: dict, max_labels: int = 12) -> None:
+    """Material ids next to the points, once per material (beside its lowest point, in grey), when
+    there are at most ``max_labels`` materials."""
+    lowest: dict[str, tuple[float, float]] = {}
+    for pts in by_model.values():
+        for x, y, label in pts:
+            if label not in lowest or y < lowest[label][1]:
+                lowest[label] = (x, y)
+    if len(lowest) > max_labels:
         return
-    for x, y, label in pts:
-        ax.annotate(label, (x, y), xytext=(4, -9), textcoords="offset points", fontsize=7, color=color)
+    for label, (x, y) in lowest.items():
+        ax.annotate(label, (x, y), xytext=(5, -11), textcoords="offset points", fontsize=7.5, color="0.25")
 
 
 def plot_parity_panels(
@@ -282,7 +292,7 @@ def plot_parity_panels(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(4.6 * ncols, 4.4 * nrows + 0.5))
+    fig = Figure(figsize=(4.3 * ncols, 4.1 * nrows + 0.5))
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     for ax, (q, t, u, by_model) in zip(axes, panels):
@@ -295,14 +305,19 @@ def plot_parity_panels(
         for name, pts in by_model.items():
             a = np.array([(x, y) for x, y, _ in pts])
             ax.scatter(a[:, 0], a[:, 1], s=28, color=colors[name], edgecolor="white", linewidth=0.5, zorder=2)
-            _annotate(ax, pts, colors[name])
             text.append((f"{name}: MAE {np.abs(a[:, 1] - a[:, 0]).mean():.3g} {u}", colors[name]))
+        # the MAE lines go into the emptier corner: upper left (model > reference) or lower right
+        frac = (v.reshape(-1, 2) - lim[0]) / (lim[1] - lim[0])
+        upper = int(np.sum(frac[:, 1] > frac[:, 0])) <= int(np.sum(frac[:, 1] < frac[:, 0]))
+        _annotate(ax, by_model)
         for i, (s, c) in enumerate(text):
-            ax.text(0.03, 0.97 - 0.065 * i, s, transform=ax.transAxes, fontsize=7.5, color=c, va="top")
+            y = 0.97 - 0.07 * i if upper else 0.03 + 0.07 * (len(text) - 1 - i)
+            ax.text(0.03 if upper else 0.97, y, s, transform=ax.transAxes, fontsize=7.5, color=c, va="top" if upper else "bottom",
+                    ha="left" if upper else "right", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.0}, zorder=3)
         ax.set_xlim(lim)
         ax.set_ylim(lim)
         ax.set_aspect("equal")
-        ax.set_title(f"{t} ({u})", fontsize=10)
+        ax.set_title(t, fontsize=10)
         ax.set_xlabel(f"reference ({u})", fontsize=9)
         ax.set_ylabel(f"model ({u})", fontsize=9)
         ax.tick_params(labelsize=8)
@@ -346,11 +361,18 @@ def plot_kappa_parity(rows: list[dict], path: str | os.PathLike, *, title: str |
         sre = [float(r["sre"]) for r in rows if str(r.get("model")) == name and r.get("sre") is not None]
         lab = f"{name} (n={len(a)}" + (f", mean SRE {np.mean(sre):.3f})" if sre else ")")
         ax.scatter(a[:, 0], a[:, 1], s=30, color=colors[name], edgecolor="white", linewidth=0.5, label=lab, zorder=2)
-        _annotate(ax, pts, colors[name], max_labels=20)
+    _annotate(ax, by_model, max_labels=20)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
+    from matplotlib.ticker import FuncFormatter
+
+    few = np.log10(hi / lo) < 2.5  # a narrow range: label 2 and 5 between the decades too
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers (0.5, 2, 10), not 2×10⁰
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if few and f"{v:.0e}"[0] in "25" else ""))
+    ax.tick_params(which="both", labelsize=8)
     ax.set_aspect("equal")
     ax.set_xlabel("κ DFT (W/m/K)")
     ax.set_ylabel("κ model (W/m/K)")
@@ -395,12 +417,16 @@ def plot_error_vs_n(
             pts = sorted((p for p in pts if p.get(key) is not None and np.isfinite(float(p[key]))), key=lambda p: p["n"])
             if pts:
                 ax.plot([p["n"] for p in pts], [float(p[key]) for p in pts], marker="o", ms=5, color=colors[name], label=name)
+        from matplotlib.ticker import MaxNLocator
+
+        vals = [float(p[key]) for p in points if p.get(key) is not None and np.isfinite(float(p[key]))]
         ax.set_xlabel("training structures N", fontsize=9)
         ax.set_ylabel(label, fontsize=9)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.15 * max(vals) if vals and max(vals) > 0 else 1.0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7.5, frameon=False)
+    axes[0].legend(fontsize=7.5, frameon=False, loc="lower left")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -69,6 +69,10 @@ class TrainConfig(BaseModel):
     )
     progress: bool = Field(True, description="show a progress bar per epoch")
     resume: bool = Field(True, description="continue from <workdir>/checkpoint.pt when present")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without a lower validation loss (>= 1; null = run all epochs); "
+        "the best-EMA weights are kept either way", examples=[3]
+    )
 
     @field_validator("device")
     @classmethod
@@ -82,6 +86,8 @@ class TrainConfig(BaseModel):
         d = self.model_dump()
         d["weights"] = self.weights.model_dump(exclude_unset=True)
         d["finetune"] = self.finetune.model_dump(exclude_unset=True)
+        if d.get("early_stopping_patience") is None:  # unset: the dict (and every key made from it) as before the option existed
+            d.pop("early_stopping_patience", None)
         return d
 
 
@@ -256,6 +262,9 @@ def train(
     t0 = time.perf_counter()
     n_steps = len(_batches(len(data.train), cfg.batch_size, None))
     for epoch in range(start_epoch, cfg.epochs):
+        # early stopping: checked before each epoch, so a run resumed after the stop stops too
+        if cfg.early_stopping_patience is not None and best[1] >= 0 and epoch - 1 - best[1] >= cfg.early_stopping_patience:
+            break
         model.train()
         rng = np.random.default_rng([cfg.seed, epoch])
         batches = _batches(len(data.train), cfg.batch_size, rng)
