@@ -350,7 +350,7 @@ def test_json_schema_covers_the_three_kinds_and_accepts_the_shipped_specs():
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(json.dumps(spec_json_schema()))  # plain JSON
     assert schema["discriminator"]["propertyName"] == "kind"
-    assert set(schema["discriminator"]["mapping"]) == {"phonons", "kappa", "finetune", "dataset"}
+    assert set(schema["discriminator"]["mapping"]) == {"phonons", "kappa", "finetune", "dataset", "finetune_per_material", "finetune_global"}
     defs = schema["$defs"]
     assert {"PhononsSpec", "KappaSpec", "FinetuneSpec", "PhononSettings", "RelaxSettings", "KappaSettings" if "KappaSettings" in defs else "KappaCampaignSettings",
             "TrainConfig", "FinetuneMode", "LossWeights"} <= set(defs)

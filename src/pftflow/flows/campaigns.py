@@ -504,3 +504,25 @@ KINDS: dict[str, CampaignKind] = {
     "finetune": CampaignKind(with_job_reuse(_build_finetune, keep_stages=("train",)), _finetune_results),
     "dataset": CampaignKind(with_job_reuse(_build_dataset), _dataset_results),
 }
+
+
+def _finetune_campaign_kinds() -> dict[str, CampaignKind]:
+    """``finetune_per_material`` / ``finetune_global`` (pftflow.flows.finetune_campaigns), imported when used."""
+
+    def call(fn: str):
+        def run(*args):
+            from pftflow.flows import finetune_campaigns
+
+            return getattr(finetune_campaigns, fn)(*args)
+
+        run.__name__ = fn
+        return run
+
+    keep = ("train", "scratch_init")  # reused only while the model file exists: the builder decides
+    return {
+        "finetune_per_material": CampaignKind(with_job_reuse(call("build_per_material"), keep), call("per_material_results"), call("per_material_plots")),
+        "finetune_global": CampaignKind(with_job_reuse(call("build_global"), keep), call("global_results"), call("global_plots")),
+    }
+
+
+KINDS.update(_finetune_campaign_kinds())

@@ -206,10 +206,12 @@ def run_mesh(phonon, mesh) -> dict:
 
 
 def thermal_properties(phonon, temperatures_K: Sequence[float], mesh) -> ThermalProperties:
-    """Harmonic F (kJ/mol), S, C_V (J/K/mol) per mole of primitive cells on ``mesh``."""
+    """Harmonic F (kJ/mol), S, C_V (J/K/mol) per mole of primitive cells on ``mesh`` (None: the
+    mesh phonopy already holds, from :func:`run_mesh`)."""
     import warnings
 
-    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
+    if mesh is not None:
+        phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
     with warnings.catch_warnings():
         # Near-zero Γ acoustic modes enter the sums as phonopy (and the MDR-PBE data) always did;
         # excluding them would no longer reproduce the stored MDR values (docs/metrics.md).
@@ -225,8 +227,9 @@ def thermal_properties(phonon, temperatures_K: Sequence[float], mesh) -> Thermal
 
 
 def total_dos(phonon, mesh, freq_pitch_THz: float = 0.05) -> dict:
-    """Total phonon DOS (states/THz per primitive cell) on ``mesh``."""
-    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
+    """Total phonon DOS (states/THz per primitive cell) on ``mesh`` (None: the mesh phonopy holds)."""
+    if mesh is not None:
+        phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
     phonon.run_total_dos(freq_pitch=freq_pitch_THz)
     d = phonon.total_dos
     return {"frequency_points_THz": np.asarray(d.frequency_points), "total_dos": np.asarray(d.dos)}
@@ -268,9 +271,9 @@ def analyze_phonons(
         raise ValueError("phonon has no force constants; call produce_force_constants first")
     qc = commensurate_qpoints(phonon)
     fc_freqs = frequencies_at(phonon, qc)
-    thermal = thermal_properties(phonon, s.temperatures_K, s.mesh)
-    mesh = run_mesh(phonon, s.mesh)
-    dos = total_dos(phonon, s.mesh) if with_dos else None
+    mesh = run_mesh(phonon, s.mesh)  # one mesh run for the frequencies, thermal properties and DOS
+    thermal = thermal_properties(phonon, s.temperatures_K, None)
+    dos = total_dos(phonon, None) if with_dos else None
     bands = None
     if with_bands:
         bands = band_structure(phonon, band_path_spec or band_path(phonon, s.band_npoints))

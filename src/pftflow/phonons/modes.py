@@ -72,7 +72,8 @@ class ModeCurve(Document):
     curvature_frequency_THz: float | None = Field(None, description="sign(k)·sqrt(|k|) of the curvature k = d²E/dQ² at Q = 0, as a frequency (THz)")
     spacegroup_initial: int | None = Field(None, description="space group of the undistorted supercell (spglib)")
     spacegroup_relaxed: int | None = Field(None, description="space group after relaxing the displaced supercell (spglib)")
-    spacegroup_changed: bool | None = Field(None, description="the relaxed structure has another space group than the undistorted one")
+    spacegroup_changed: bool | None = Field(None, description="the relaxed structure has another space group than the undistorted one "
+                                            "(None when the relaxation did not converge)")
     relaxed_energy_eV: float | None = Field(None, description="energy of the relaxed structure − E(0), eV per supercell")
     relax_converged: bool | None = Field(None, description="the relaxation reached its force criterion")
     error: str | None = Field(None, description="why this calculator's scan failed")
@@ -98,7 +99,8 @@ class ModeScan(Document):
                 "frequency_THz": self.mode.frequency_THz, "calculator": name, "well_depth_eV": c.well_depth_eV,
                 "q_min_amu05_A": c.q_min_amu05_A, "double_well": c.double_well, "curvature_frequency_THz": c.curvature_frequency_THz,
                 "spacegroup_initial": c.spacegroup_initial, "spacegroup_relaxed": c.spacegroup_relaxed,
-                "spacegroup_changed": c.spacegroup_changed, "error": c.error,
+                "spacegroup_changed": c.spacegroup_changed, "relax_converged": c.relax_converged, "relaxed_energy_eV": c.relaxed_energy_eV,
+                "error": c.error,
             })
         return out
 
@@ -247,7 +249,7 @@ def relax_displaced(atoms: Atoms, calculator, *, reference: Atoms | None = None,
     return {
         "spacegroup_initial": sg0,
         "spacegroup_relaxed": sg1,
-        "spacegroup_changed": None if sg0 is None or sg1 is None else sg0 != sg1,
+        "spacegroup_changed": None if sg0 is None or sg1 is None or not res.converged else sg0 != sg1,
         "energy_eV": res.energy_eV,
         "converged": res.converged,
         "structure": res.atoms,
@@ -274,15 +276,23 @@ def scan_mode(
     relax_steps: int = 300,
     fmax_eV_per_A: float = 1e-3,
     symprec: float = 1e-3,
+    supercell_from=None,
 ) -> ModeScan:
     """Scan ``mode`` of ``phonon`` with every calculator of ``calculators`` (name -> ForceCalculator or ASE
     calculator): E(Q), the well, and (``relax``) the space group after relaxing the supercell displaced to
     that calculator's minimum (or, without a well, by the smallest non-zero amplitude).  A calculator that
-    raises gets a curve with ``error`` set; the others still run."""
+    raises gets a curve with ``error`` set; the others still run.  ``supercell_from``: another phonopy object
+    of the same cell and matrices (the reference) whose undistorted supercell is displaced by ``phonon``'s mode
+    (a model's mode scanned on the reference cell); the atom order is the same for the same unit cell."""
     from pftflow.phonons.relax import spacegroup_number
 
     q = default_amplitudes() if amplitudes_amu05_A is None else np.asarray(amplitudes_amu05_A, dtype=float)
     supercell, pattern = mode_pattern(phonon, mode.qpoint, mode.band_index)
+    if supercell_from is not None:
+        other, _ = mode_pattern(supercell_from, mode.qpoint, mode.band_index)
+        if len(other) != len(supercell) or other.get_chemical_symbols() != supercell.get_chemical_symbols():
+            raise ValueError("supercell_from: its supercell has other atoms than the mode's phonopy object")
+        supercell = other
     sg0 = spacegroup_number(supercell, symprec)
     curves: dict[str, ModeCurve] = {}
     for name, calc in calculators.items():

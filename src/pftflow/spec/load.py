@@ -25,6 +25,8 @@ SPEC_MODELS = {
     "kappa": ("pftflow.spec.kappa", "KappaSpec"),
     "finetune": ("pftflow.spec.finetune", "FinetuneSpec"),
     "dataset": ("pftflow.spec.dataset", "DatasetSpec"),
+    "finetune_per_material": ("pftflow.spec.finetune_campaigns", "FinetunePerMaterialSpec"),
+    "finetune_global": ("pftflow.spec.finetune_campaigns", "FinetuneGlobalSpec"),
 }
 KINDS = tuple(SPEC_MODELS)
 DEFAULT_KIND = "phonons"

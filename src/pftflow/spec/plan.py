@@ -85,4 +85,9 @@ def plan(spec: CampaignBase) -> dict:
 
         return dataset_plan(spec)
 
+    if kind in ("finetune_per_material", "finetune_global"):
+        from pftflow.spec.finetune_campaigns import campaign_plan
+
+        return campaign_plan(spec)
+
     raise TypeError(f"plan() needs a campaign spec from pftflow.spec.load_spec / parse_spec, got {type(spec).__name__}")
