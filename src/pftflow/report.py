@@ -226,7 +226,7 @@ def _phonon_sections(spec, records: list[dict], res: dict, store, out_dir: Path,
         par.blocks.append(f"Not drawn: {exc}.")
     secs.append(par)
     bands = Section("Band structures", [])
-    plots = KINDS[spec.kind].plots or (phonons_band_plots if spec.kind == "finetune" else None)
+    plots = KINDS[spec.kind].plots or (phonons_band_plots if spec.kind.startswith("finetune") else None)
     try:
         pngs = plots(spec, store, out_dir / sub) if plots else []
     except Exception as exc:  # noqa: BLE001 - a band plot that cannot be drawn must not lose the report
@@ -284,7 +284,7 @@ def _error_vs_n(records: list[dict], out_dir: Path, notes: list[str]) -> Section
     """Error vs number of training structures over the finetune rows of the report (None without any)."""
     from pftflow.phonons.plotting import plot_error_vs_n
 
-    rows = [r for r in records if r.get("kind") == "finetune" and r.get("status") == "ok" and r.get("n_train_structures") is not None
+    rows = [r for r in records if str(r.get("kind", "")).startswith("finetune") and r.get("status") == "ok" and r.get("n_train_structures") is not None
             and not (isinstance(r["n_train_structures"], float) and math.isnan(r["n_train_structures"]))]
     if not rows:
         return None
@@ -327,7 +327,7 @@ def _campaign_section(spec, store, out_dir: Path, multi: bool, notes: list[str])
     intro = (f"Kind **{spec.kind}**" + (f": {desc}" if desc else "") + f". {len(records)} {what}: {counts['ok']} ok, "
              f"{counts['failed']} failed, {counts['missing']} missing.")
     sec = Section(f"Campaign {spec.name}" if multi else "Overview", [intro], level=2)
-    if spec.kind in ("phonons", "finetune"):
+    if spec.kind == "phonons" or spec.kind.startswith("finetune"):
         subs = _phonon_sections(spec, records, res, store, out_dir, sub, notes)
     elif spec.kind == "kappa":
         subs = _kappa_sections(spec, records, out_dir, sub, notes)

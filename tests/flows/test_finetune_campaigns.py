@@ -27,10 +27,10 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from pft_testutils import tiny_mace  # noqa: E402
+from pft_testutils import tiny_mace
 
-from pftflow.spec import SpecError  # noqa: E402
-from pftflow.spec.load import load_spec, parse_spec  # noqa: E402
+from pftflow.spec import SpecError
+from pftflow.spec.load import load_spec, parse_spec
 
 EMT_SPEC = {"backend": "ase", "name": "EMT", "import_path": "ase.calculators.emt:EMT"}
 MODES = ["delta", {"mode": "lora", "lora_rank": 2}, {"mode": "frozen", "freeze": ["embedding", "layer0"]}, "full", "scratch"]
@@ -167,7 +167,7 @@ def test_per_material_every_mode_and_n_sweep(per_material):
     assert rows["tiny-scratch-N2"]["mesh_mae_THz"] != rows["tiny-full-N2"]["mesh_mae_THz"]
     # error-vs-N data: every mode at N = 0 (the base model), 2 and 5, means over materials
     pts = {(p["series"], p["n"]): p for p in res["error_vs_n"]}
-    assert set(pts) == {(m, n) for m in MODE_NAMES for n in (0, 2, 5)}
+    assert set(pts) == {(m, n) for m in MODE_NAMES for n in (0, 2, 5)} - {("scratch", 0)}  # scratch at N = 0 is no model
     assert pts[("full", 5)]["mesh_mae_THz"] == pytest.approx(rows["tiny-full-N5"]["mesh_mae_THz"])
     assert pts[("lora-r2", 0)]["mesh_mae_THz"] == pytest.approx(base["mesh_mae_THz"])
     assert {Path(p).name for p in summary.plots} == {"Cu-sc_bands.png", "error_vs_n.png", "Cu-sc_mode_scans.png"}
@@ -208,6 +208,55 @@ def test_per_material_rerun_reuses_everything(per_material):
     assert sorted(reused["train"]) == sorted(f"Cu-sc/{m}" for m in spec.model_names[1:])
     assert reused["reference"] == ["Cu-sc"] and len(reused["model"]) == 11
     assert [j.metadata["stage"] for j in flow.jobs] == ["parameters"]  # the rest is in the store
+
+
+def test_per_material_new_n_reuses_the_labels(per_material):
+    """Adding N = 3 (below the largest N) reuses the labelled set, the reference and the N = 2, 5 models; only the
+    N = 3 data, fine-tunes and benchmarks (and the mode scans, which see the new models) are new.  Before they
+    run, the results list the new pairs as missing."""
+    from pftflow.flows.campaigns import KINDS
+    from pftflow.flows.finetune_campaigns import _all_jobs, per_material_results
+    from pftflow.run import open_store
+
+    _, spec, _ = per_material
+    raw = yaml.safe_load(spec.path.read_text())
+    raw["training"]["n_structures"] = [2, 3, 5]
+    spec3 = parse_spec(raw)
+    store = open_store(spec3)
+    try:
+        flow, reused = KINDS[spec3.kind].build(spec3, store)
+        res = per_material_results(spec3, store)
+    finally:
+        store.close()
+    jobs = _all_jobs(flow.jobs)
+    assert len(reused["train"]) == 10 and not any(j.metadata.get("model") == "EMT" for j in jobs)  # no new label
+    assert sorted(j.metadata["model"] for j in jobs if j.metadata["stage"] == "train") == sorted(f"tiny-{m}-N3" for m in MODE_NAMES)
+    assert [j.metadata["n_structures"] for j in jobs if j.metadata["stage"] == "training_data"] == [3]
+    missing = [r for r in res["rows"] if r["status"] == "missing"]
+    assert sorted(r["model"] for r in missing) == sorted(f"tiny-{m}-N3" for m in MODE_NAMES) and all(r["n_structures"] == 3 for r in missing)
+    assert len(res["rows"]) == 16 and res["summary"]["tiny-full-N5"]["n_evaluated"] == 1 and "tiny-full-N3" not in res["summary"]
+
+
+def test_per_material_cell_from_a_reference_file(tmp_path):
+    """A material given as a reference file: its unit cell and supercell matrix are used, its phonons are not
+    (the labeller computes the reference); built only."""
+    from pftflow.flows.campaigns import KINDS
+    from pftflow.flows.finetune_campaigns import _all_jobs
+
+    raw = per_material_spec(tmp_path)
+    _write_reference(tmp_path / "Cu.yaml", "Cu", 3.59, EMT())
+    raw["materials"] = [str(tmp_path / "Cu.yaml")]
+    raw["training"]["modes"] = ["delta"]
+    spec = parse_spec(raw)
+    flow, _ = KINDS[spec.kind].build(spec, None)
+    jobs = _all_jobs(flow.jobs)
+    (relax,) = [j for j in jobs if j.metadata["stage"] == "relax" and j.metadata["model"] == "reference"]
+    cell = relax.function_args[0]
+    np.testing.assert_allclose(cell.cell[:], bulk("Cu", "fcc", a=3.59).cell[:], atol=1e-12)
+    (sampling,) = [j for j in jobs if j.metadata["stage"] == "sampling"]
+    assert sampling.metadata["material_id"] == "Cu" and np.asarray(sampling.function_args[2]).tolist() == (2 * np.eye(3, dtype=int)).tolist()
+    assert sampling.function_args[3]["n_structures"] == 7
+    assert not any(j.metadata["stage"] == "reference" for j in jobs)  # no import: the labeller computes it
 
 
 def test_scratch_seed_equal_to_the_base_initialisation_is_refused(tmp_path):

@@ -18,16 +18,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 
 from pftflow.phonons.harmonic import frequencies_at, produce_force_constants
-from pftflow.phonons.modes import (
-    ImaginaryMode,
-    analyse_well,
-    default_amplitudes,
-    imaginary_modes,
-    mode_pattern,
-    plot_mode_scans,
-    scan_energies,
-    scan_mode,
-)
+from pftflow.phonons.modes import ImaginaryMode, analyse_well, default_amplitudes, imaginary_modes, mode_pattern, plot_mode_scans, scan_energies, scan_mode
 from pftflow.sampling import fc2_displacements
 
 M, X = [0.5, 0.5, 0.0], [0.5, 0.0, 0.0]

@@ -626,7 +626,7 @@ def per_material_results(spec, store) -> dict:
     ``n_structures`` (0 for the base model) and the change against the base model on the same material
     (``mesh_mae_THz_base``, ``mesh_mae_reduction`` = 1 − after / before); ``summary`` per model (MDR MAEs over
     materials); ``error_vs_n`` points (mode, N, mean errors over materials; the base model at N = 0 in every
-    mode); ``train`` per material and model; ``mode_scans`` per material; ``reference_protocol``."""
+    mode but scratch); ``train`` per material and model; ``mode_scans`` per material; ``reference_protocol``."""
     from pftflow.phonons.metrics import summarize
 
     name = spec.name
@@ -643,6 +643,7 @@ def per_material_results(spec, store) -> dict:
         r["status"] = "failed" if r.get("failed") else "ok"
         r["strategy"], r["n_train_structures"] = r["mode"], r["n_structures"]
         rows.append(r)
+    rows += _not_done(spec, store, rows, mat_order)
     base = {r["material_id"]: r for r in rows if r["mode"] == BASE_MODE}
     for r in rows:
         b = base.get(r["material_id"])
@@ -659,7 +660,7 @@ def per_material_results(spec, store) -> dict:
 
     rows.sort(key=order)
     summary: dict[str, dict] = {}
-    for r in rows:
+    for r in (r for r in rows if r.get("status") != "missing"):
         summary.setdefault(r["model"], {"mode": r["mode"], "n_structures": r["n_structures"], "_rows": []})["_rows"].append(r)
     for model, s in summary.items():
         s.update(summarize(s.pop("_rows")))
@@ -670,8 +671,9 @@ def per_material_results(spec, store) -> dict:
         points.append({"series": s["mode"], "n": s["n_structures"], "model": model, "mesh_mae_THz": s.get("mesh_mae_THz"),
                        "omega_max_mae_K": s.get("omega_max_mae_K"), "entropy_mae_300K_J_per_K_mol": s.get("entropy_mae_300K_J_per_K_mol")})
     base_s = next((s for s in summary.values() if s["mode"] == BASE_MODE), None)
+    scratch = {r["mode"] for r in rows if r.get("finetune_mode") == SCRATCH}  # N = 0 of scratch is no trained model at all
     if base_s is not None:
-        for series in dict.fromkeys(p["series"] for p in points):
+        for series in (s for s in dict.fromkeys(p["series"] for p in points) if s not in scratch):
             points.append({"series": series, "n": 0, "model": "base", "mesh_mae_THz": base_s.get("mesh_mae_THz"),
                            "omega_max_mae_K": base_s.get("omega_max_mae_K"), "entropy_mae_300K_J_per_K_mol": base_s.get("entropy_mae_300K_J_per_K_mol")})
     points.sort(key=lambda p: (mode_order.index(p["series"]) if p["series"] in mode_order else len(mode_order), p["n"]))
@@ -685,6 +687,36 @@ def per_material_results(spec, store) -> dict:
     protocol = getattr(spec, "reference_protocol", None) or _protocol_of(raw)
     return {"campaign": name, "kind": PER_MATERIAL, "columns": PER_MATERIAL_COLUMNS, "reference_protocol": protocol, "rows": rows,
             "summary": summary, "error_vs_n": points, "train": train, "mode_scans": scans}
+
+
+def _model_tags(spec) -> dict[str, tuple]:
+    """``{model: (mode, n_structures, finetune_mode)}`` of a validated spec (empty for a campaign read from a store)."""
+    tr = getattr(spec, "training", None)
+    if tr is None or not hasattr(tr, "base_model"):
+        return {}
+    out = {tr.base_model.name: (BASE_MODE, 0, BASE_MODE)}
+    if hasattr(tr, "modes"):
+        out.update({tr.model_name(m, n): (m.name, n, m.mode) for m in tr.modes for n in tr.n_structures})
+    else:
+        mode = tr.config.finetune.mode
+        out[tr.export_name] = (mode, len(spec.roles["train"]), mode)
+    return out
+
+
+def _not_done(spec, store, rows: list[dict], material_ids: list[str]) -> list[dict]:
+    """Rows of material × model pairs of the spec without a comparison: ``status`` failed (with the reason of
+    the failed job) or missing (not run yet), as the phonons results give them."""
+    from pftflow.flows.campaigns import pair_status
+
+    tags = _model_tags(spec)
+    if not tags or not material_ids:
+        return []
+    done = {(r["material_id"], r["model"]) for r in rows}
+    out = []
+    for r in pair_status(spec.name, store, [(m, mod) for m in material_ids for mod in tags], done).values():
+        mode, n, fm = tags[r["model"]]
+        out.append({**r, "mode": mode, "n_structures": n, "finetune_mode": fm, "strategy": mode, "n_train_structures": n})
+    return out
 
 
 def _protocol_of(raw: dict) -> str:
@@ -856,7 +888,6 @@ def global_results(spec, store) -> dict:
     from pftflow.phonons.metrics import summarize
 
     name = spec.name
-    raw = spec.raw if isinstance(getattr(spec, "raw", None), dict) else {}
     test_ids = list(getattr(spec, "material_ids", []) or [])
     base_line = _baselines(spec)
     rows = []
@@ -870,9 +901,10 @@ def global_results(spec, store) -> dict:
         r["strategy"], r["n_train_structures"] = r["mode"], r["n_structures"]
         r.update(base_line.get(doc.material_id, {}))
         rows.append(r)
+    rows += [dict(r, role="test") for r in _not_done(spec, store, rows, test_ids)]
     rows.sort(key=lambda r: (test_ids.index(r["material_id"]) if r["material_id"] in test_ids else len(test_ids), r["mode"] != BASE_MODE, r["model"]))
     models = list(dict.fromkeys(r["model"] for r in sorted(rows, key=lambda r: r["mode"] != BASE_MODE)))
-    summary = {m: summarize([r for r in rows if r["model"] == m]) for m in models}
+    summary = {m: summarize([r for r in rows if r["model"] == m and r.get("status") != "missing"]) for m in models}
     change = {}
     base_name = next((r["model"] for r in rows if r["mode"] == BASE_MODE), None)
     for m in models:

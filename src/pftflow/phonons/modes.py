@@ -312,7 +312,7 @@ def scan_mode(
                 curve.relaxed_energy_eV = None if r["energy_eV"] is None else float(r["energy_eV"] - e0)
                 curve.relax_converged = r["converged"]
                 curve.error = r["error"]
-        except Exception as exc:  # noqa: BLE001 - one calculator failing does not lose the others' curves
+        except Exception as exc:
             curve = ModeCurve(energies_eV=np.full(len(q), np.nan), well_depth_eV=float("nan"), q_min_amu05_A=float("nan"), double_well=False,
                               error=f"{type(exc).__name__}: {exc}")
         curves[name] = curve
@@ -335,16 +335,17 @@ def plot_mode_scans(scans: Sequence[ModeScan], path: str | os.PathLike, *, refer
     axes = np.atleast_1d(fig.subplots(1, len(scans))).ravel()
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10"]
     for ax, s in zip(axes, scans):
         q = np.asarray(s.amplitudes_amu05_A)
         others = [n for n in s.curves if n != reference]
+        ncol = 10 if len(others) <= 10 else 20
+        cmap = matplotlib.colormaps[f"tab{ncol}"]
         for name in ([reference] if reference in s.curves else []) + others:
             c = s.curves[name]
             if c.error and not np.isfinite(np.asarray(c.energies_eV, dtype=float)).any():
                 continue
             ref = name == reference
-            ax.plot(q, np.asarray(c.energies_eV), color="k" if ref else cmap(others.index(name) % 10), lw=2.0 if ref else 1.2,
+            ax.plot(q, np.asarray(c.energies_eV), color="k" if ref else cmap(others.index(name) % ncol), lw=2.0 if ref else 1.2,
                     marker="o" if ref else None, ms=3, label=f"{name} ({c.well_depth_eV * 1000:.1f} meV)", zorder=3 if ref else 2)
         ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
         qp = ", ".join(f"{x:.3g}" for x in s.mode.qpoint)

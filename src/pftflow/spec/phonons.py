@@ -186,6 +186,47 @@ class ComputeMaterial(StrictModel):
         return out
 
 
+class MaterialDirectory(StrictModel):
+    """Every reference file of a folder that matches ``pattern`` (import mode; ids from the file names)."""
+
+    directory: str = Field(description="folder of reference files (e.g. an atomate2 campaign's output)", examples=["../shared/data/chalcogenides"])
+    pattern: str = Field("*.yaml*", description="glob pattern of the files", examples=["*.phonopy.yaml.xz"])
+
+
+def expand_directories(entries: Any) -> Any:
+    """Material entries with each ``{directory: DIR, pattern: GLOB}`` replaced by one import entry per
+    matching file, sorted by name (``pattern`` default ``*.yaml*``)."""
+    if not isinstance(entries, list):
+        return entries
+    from pathlib import Path
+
+    out: list = []
+    for i, e in enumerate(entries):
+        if not (isinstance(e, dict) and "directory" in e):
+            out.append(e)
+            continue
+        unknown = set(e) - {"directory", "pattern"}
+        if unknown:
+            raise FieldIssue(
+                f"unknown key(s) {sorted(unknown)} in a directory entry", loc=(i,), expected="{directory, pattern}",
+                example="{directory: ../shared/data/chalcogenides, pattern: '*.phonopy.yaml.xz'}",
+            )
+        folder, pattern = Path(str(e["directory"])), str(e.get("pattern") or "*.yaml*")
+        if not folder.is_dir():
+            raise FieldIssue(
+                f"directory '{folder}' does not exist (relative paths are from the current directory)", loc=(i, "directory"),
+                expected="a folder of reference files", example="directory: ../shared/data/chalcogenides",
+            )
+        files = sorted(p for p in folder.glob(pattern) if p.is_file())
+        if not files:
+            raise FieldIssue(
+                f"no file in '{folder}' matches '{pattern}'", loc=(i, "pattern"), expected="a glob pattern matching reference files",
+                example="pattern: '*.phonopy.yaml.xz'",
+            )
+        out += [str(p) for p in files]
+    return out
+
+
 def _material_tag(v: Any) -> str | None:
     """Which kind of material entry ``v`` is: 'compute' (has a structure) or 'import' (a path or a
     reference_file); None when it cannot be told."""
@@ -302,17 +343,18 @@ class PhononsSpec(CampaignBase):
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec, description="reference phonons: import (files) or compute (calculator)", examples=[{"mode": "import"}])
     materials: list[MaterialEntry] = Field(
         min_length=1,
-        description="import mode: reference files (path or {id, reference_file, reference_format, force_sets, born}); "
+        description="import mode: reference files (path or {id, reference_file, reference_format, force_sets, born}, or "
+        "{directory, pattern} for every matching file of a folder, e.g. an atomate2 campaign's output); "
         "compute mode: {id, source, structure {cell_A, species, frac_coords}, supercell_matrix, primitive_matrix}",
         examples=[["../shared/data/mdr/mp-149.yaml.bz2"]],
     )
     models: list[ModelSpec] = Field(min_length=1, description="calculator specs, one column of the results each", examples=[[{"backend": "sevennet", "model": "7net-0", "name": "SevenNet-0"}]])
     settings: BenchmarkSettings = Field(default_factory=BenchmarkSettings, description="phonons, relax, relax_models", examples=[{"phonons": {"mesh": 100.0}}])
 
-    @field_validator("materials", mode="before", json_schema_input_type=list[Union[str, ImportMaterial, ComputeMaterial]])
+    @field_validator("materials", mode="before", json_schema_input_type=list[Union[str, ImportMaterial, ComputeMaterial, MaterialDirectory]])
     @classmethod
     def _materials_input(cls, v):
-        return v  # schema only: a material may be written as the path of its reference file
+        return expand_directories(v)  # a material may also be the path of its reference file
 
     @field_validator("models", mode="before", json_schema_input_type=list[Union[str, ModelSpec]])
     @classmethod
