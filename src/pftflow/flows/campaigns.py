@@ -36,32 +36,29 @@ FAILURE_STAGE = "failure"
 
 
 # ------------------------------------------------------------------------------------ stored jobs
-def _blob_refs(obj: Any, out: list) -> list:
-    """(store name, blob_uuid) of the additional-store blobs a stored output points to."""
+def _collect(obj: Any, pick, out: list) -> list:
+    """``pick(d)`` of every dict inside a stored output that it is not None for (not descending into those)."""
     if isinstance(obj, dict):
-        if "blob_uuid" in obj and "store" in obj:
-            out.append((obj["store"], obj["blob_uuid"]))
+        hit = pick(obj)
+        if hit is not None:
+            out.append(hit)
         else:
             for v in obj.values():
-                _blob_refs(v, out)
+                _collect(v, pick, out)
     elif isinstance(obj, list):
         for v in obj:
-            _blob_refs(v, out)
+            _collect(v, pick, out)
     return out
+
+
+def _blob_refs(obj: Any, out: list) -> list:
+    """(store name, blob_uuid) of the additional-store blobs a stored output points to."""
+    return _collect(obj, lambda d: (d["store"], d["blob_uuid"]) if "blob_uuid" in d and "store" in d else None, out)
 
 
 def _output_refs(obj: Any, out: list) -> list:
     """uuids of the OutputReferences inside a stored output (a job replaced by a flow stores one)."""
-    if isinstance(obj, dict):
-        if obj.get("@class") == "OutputReference" and "uuid" in obj:
-            out.append(obj["uuid"])
-        else:
-            for v in obj.values():
-                _output_refs(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
-            _output_refs(v, out)
-    return out
+    return _collect(obj, lambda d: d["uuid"] if d.get("@class") == "OutputReference" and "uuid" in d else None, out)
 
 
 def job_complete(store, uuid: str, depth: int = 0) -> bool:
@@ -111,9 +108,10 @@ def find_stored(store, key: str):
     return MontyDecoder().process_decoded(store.get_output(uuid, which="last", load=True))
 
 
-def latest_outputs(store, query: dict, keys: tuple[str, ...] = ("material_id", "model")) -> list[Any]:
+def latest_outputs(store, query: dict, keys: tuple[str, ...] = ("material_id", "model"), *, with_metadata: bool = False) -> list[Any]:
     """Decoded outputs of the latest complete job (by completion time) per combination of metadata
-    ``keys`` (a document left without its blobs by a killed run is passed over)."""
+    ``keys`` (a document left without its blobs by a killed run is passed over), oldest first;
+    ``with_metadata``: ``(job metadata, decoded output)`` pairs instead."""
     docs = list(store.query(query, properties=["uuid", "index", "metadata", "completed_at"]))
     latest: dict = {}
     for d in sorted(docs, key=lambda d: (str(d.get("completed_at", "")), d.get("index", 0)), reverse=True):
@@ -122,7 +120,8 @@ def latest_outputs(store, query: dict, keys: tuple[str, ...] = ("material_id", "
             latest[group] = d
     latest = dict(reversed(list(latest.items())))  # oldest first, as before
     dec = MontyDecoder()
-    return [dec.process_decoded(store.get_output(d["uuid"], which="last", load=True)) for d in latest.values()]
+    outputs = [dec.process_decoded(store.get_output(d["uuid"], which="last", load=True)) for d in latest.values()]
+    return [(d["metadata"], o) for d, o in zip(latest.values(), outputs)] if with_metadata else outputs
 
 
 # ------------------------------------------------------------------------------------ job-level reuse

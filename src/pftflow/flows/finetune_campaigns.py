@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 from jobflow import Flow, Job, job
-from monty.json import MontyDecoder
 from pydantic import Field
 
 from pftflow.documents import LabelledSetDoc, PhononAnalysisDoc
-from pftflow.flows.campaigns import benchmark_flow, find_stored, recorded_spec
+from pftflow.flows.campaigns import benchmark_flow, find_stored, latest_outputs, recorded_spec
 from pftflow.flows.dataset import DatasetMaker, SamplingMaker
 from pftflow.flows.phonons import ForceMaker, RelaxMaker, set_resources
 from pftflow.flows.training import ForceErrors, TrainingDataDoc, TrainingRunDoc, TrainMaker, _data_sources, build_structures
@@ -561,20 +560,6 @@ def build_per_material(spec, store) -> tuple[Flow, dict]:
     return Flow(parts, name=f"{kind} {name}"), reused
 
 
-def _latest(store, query: dict, keys: tuple[str, ...] = ("material_id", "model")) -> list[tuple[dict, Any]]:
-    """``(metadata, decoded output)`` of the latest complete job per combination of metadata ``keys``."""
-    from pftflow.flows.campaigns import job_complete
-
-    docs = list(store.query(query, properties=["uuid", "index", "metadata", "completed_at"]))
-    latest: dict = {}
-    for d in sorted(docs, key=lambda d: (str(d.get("completed_at", "")), d.get("index", 0)), reverse=True):
-        group = tuple(d["metadata"].get(k) for k in keys)
-        if group not in latest and job_complete(store, d["uuid"]):
-            latest[group] = d
-    dec = MontyDecoder()
-    return [(d["metadata"], dec.process_decoded(store.get_output(d["uuid"], which="last", load=True))) for d in reversed(list(latest.values()))]
-
-
 def _raw_names(spec) -> tuple[list[str], list[str]]:
     """(mode names, material ids) in spec order, from the spec's raw dict (no validation: the results of a
     stored campaign read it too)."""
@@ -631,7 +616,7 @@ def per_material_results(spec, store) -> dict:
 
     name = spec.name
     mode_order, mat_order = _raw_names(spec)
-    cmp_ = _latest(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "compare"})
+    cmp_ = latest_outputs(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "compare"}, with_metadata=True)
     rows = []
     for meta, doc in cmp_:
         if not hasattr(doc, "row"):
@@ -678,9 +663,9 @@ def per_material_results(spec, store) -> dict:
                            "omega_max_mae_K": base_s.get("omega_max_mae_K"), "entropy_mae_300K_J_per_K_mol": base_s.get("entropy_mae_300K_J_per_K_mol")})
     points.sort(key=lambda p: (mode_order.index(p["series"]) if p["series"] in mode_order else len(mode_order), p["n"]))
     train = {f"{m.get('material_id')}/{m.get('model')}": _train_summary(d)
-             for m, d in _latest(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "train"})}
+             for m, d in latest_outputs(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "train"}, with_metadata=True)}
     scans = {}
-    for meta, d in _latest(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "mode_scans"}, keys=("material_id",)):
+    for meta, d in latest_outputs(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "mode_scans"}, keys=("material_id",), with_metadata=True):
         if isinstance(d, ModeScansDoc):
             scans[d.material_id] = {"imaginary": d.imaginary, "note": d.note, "curves": [row for s in d.scans for row in s.summary()]}
     raw = spec.raw if isinstance(getattr(spec, "raw", None), dict) else {}
@@ -729,7 +714,6 @@ def _protocol_of(raw: dict) -> str:
 def per_material_plots(spec, store, out_dir) -> list:
     """PNGs: per material the band overlay of the reference, the base model and the largest-N model of every
     mode; the error-vs-N curves per mode (BZ MAE, |Δω_max|; mean over materials); the mode scans."""
-    from pftflow.flows.campaigns import latest_outputs
     from pftflow.phonons.modes import plot_mode_scans
     from pftflow.phonons.plotting import plot_band_overlay, plot_error_vs_n
 
@@ -752,7 +736,7 @@ def per_material_plots(spec, store, out_dir) -> list:
     if len({p["n"] for p in pts}) >= 2:
         paths.append(plot_error_vs_n(pts, out_dir / "error_vs_n.png", [("mesh_mae_THz", "BZ MAE (THz)"), ("omega_max_mae_K", "|Δω_max| MAE (K)")],
                                      title=f"{spec.name}: error vs number of structures"))
-    for meta, d in _latest(store, {"metadata.campaign": spec.name, "metadata.kind": PER_MATERIAL, "metadata.stage": "mode_scans"}, keys=("material_id",)):
+    for meta, d in latest_outputs(store, {"metadata.campaign": spec.name, "metadata.kind": PER_MATERIAL, "metadata.stage": "mode_scans"}, keys=("material_id",), with_metadata=True):
         if isinstance(d, ModeScansDoc) and d.scans:
             paths.append(plot_mode_scans(d.scans, out_dir / f"{d.material_id}_mode_scans.png", title=f"{d.material_id}: energy along imaginary modes"))
     return paths
@@ -891,7 +875,7 @@ def global_results(spec, store) -> dict:
     test_ids = list(getattr(spec, "material_ids", []) or [])
     base_line = _baselines(spec)
     rows = []
-    for meta, doc in _latest(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "compare"}):
+    for meta, doc in latest_outputs(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "compare"}, with_metadata=True):
         if not hasattr(doc, "row"):
             continue
         r = {"material_id": doc.material_id, "model": doc.model, "mode": meta.get("mode") or BASE_MODE, "n_structures": int(meta.get("n_structures") or 0),
@@ -919,8 +903,8 @@ def global_results(spec, store) -> dict:
     if base_line and ids:
         vals = [base_line[i]["mace_mp0b3_bz_mae_THz"] for i in ids if "mace_mp0b3_bz_mae_THz" in base_line.get(i, {})]
         baseline = {"model": "MACE-MP-0b3 (index.csv)", "mesh_mae_THz": float(np.mean(vals)) if vals else None, "n_materials": len(vals)}
-    tr = _latest(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "train"}, keys=("model",))
-    ev = _latest(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "cotrain_eval"}, keys=("model",))
+    tr = latest_outputs(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "train"}, keys=("model",), with_metadata=True)
+    ev = latest_outputs(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "cotrain_eval"}, keys=("model",), with_metadata=True)
     split = {k: list(v) for k, v in spec.roles.items()} if hasattr(spec, "roles") else None
     return {
         "campaign": name, "kind": GLOBAL, "columns": GLOBAL_COLUMNS, "rows": rows, "summary": summary, "change": change, "baseline": baseline,

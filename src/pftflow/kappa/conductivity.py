@@ -19,6 +19,8 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pftflow.units import temperatures_K_list
+
 #: k_SRME threshold for the three acoustic modes at Γ (THz)
 ACOUSTIC_GAMMA_THRESHOLD_THZ = -0.01
 
@@ -67,12 +69,7 @@ class KappaSettings(BaseModel):
     @field_validator("temperatures_K", mode="before")
     @classmethod
     def _temperatures(cls, v):
-        v = v.tolist() if hasattr(v, "tolist") else v
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = [v]
-        if isinstance(v, (list, tuple)) and any(isinstance(t, (int, float)) and not isinstance(t, bool) and t < 0 for t in v):
-            raise ValueError(f"temperatures must be >= 0 K, got {list(v)}")
-        return v
+        return temperatures_K_list(v)
 
     @field_validator("q_mesh", mode="before")
     @classmethod

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from pftflow.issues import Issue
+
 #: atoms closer than this (Å, periodic images included) are refused: the shortest bond in a solid is
 #: H-H at 0.74 Å; anything below 0.5 Å is a typo in the coordinates or a duplicated atom
 MIN_DISTANCE_A = 0.5
@@ -33,15 +35,8 @@ MAX_SUPERCELL_ATOMS = 2000
 MIN_VOLUME_A3 = 1e-6
 
 
-class MaterialError(ValueError):
+class MaterialError(Issue):
     """A physics problem with a material: message, key path inside the material entry, expected value, fix."""
-
-    def __init__(self, message: str, *, loc: Iterable[str | int] = (), expected: str | None = None, example: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.loc = tuple(loc)
-        self.expected = expected
-        self.example = example
 
 
 # ------------------------------------------------------------------------------ species

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pftflow.materials.reference import ThermalProperties
 from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms
 from pftflow.serialization import Array, ArrayTree, Document
-from pftflow.units import THZ_TO_K
+from pftflow.units import THZ_TO_K, temperatures_K_list
 
 #: MDR temperature grid (K)
 DEFAULT_TEMPERATURES_K = (0.0, 75.0, 150.0, 300.0, 600.0)
@@ -62,12 +62,7 @@ class PhononSettings(BaseModel):
     @field_validator("temperatures_K", mode="before")
     @classmethod
     def _temperatures(cls, v):
-        v = v.tolist() if hasattr(v, "tolist") else v
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = [v]
-        if isinstance(v, (list, tuple)) and any(isinstance(t, (int, float)) and not isinstance(t, bool) and t < 0 for t in v):
-            raise ValueError(f"temperatures must be >= 0 K, got {list(v)}")
-        return v
+        return temperatures_K_list(v)
 
     @field_validator("mesh", mode="before")
     @classmethod

@@ -357,7 +357,6 @@ def plot_mode_scans(scans: Sequence[ModeScan], path: str | os.PathLike, *, refer
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    from pftflow.phonons.plotting import save_figure
+
+    return save_figure(fig, path, dpi)

@@ -30,6 +30,14 @@ def _agg_figure(figsize):
     return fig, fig.subplots()
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` (its folder created) at ``dpi``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
 def _colors() -> list:
     import matplotlib
 
@@ -161,10 +169,7 @@ def plot_band_overlay(
     Returns the written path.
     """
     fig, _ = band_overlay_figure(reference, models, title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def plot_parity(
@@ -214,10 +219,7 @@ def plot_parity(
         ax.set_title(title)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 # ------------------------------------------------------------------------------------ report plots
@@ -331,10 +333,7 @@ def plot_parity_panels(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def plot_kappa_parity(rows: list[dict], path: str | os.PathLike, *, title: str | None = None, dpi: int = 130) -> Path:
@@ -380,10 +379,7 @@ def plot_kappa_parity(rows: list[dict], path: str | os.PathLike, *, title: str |
         ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=7.5, frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def plot_error_vs_n(
@@ -430,7 +426,4 @@ def plot_error_vs_n(
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return save_figure(fig, path, dpi)

@@ -235,8 +235,7 @@ class ModelSpec(BaseModel):
 
 
 def check_unique_model_names(models: list[ModelSpec], key: str = "models") -> None:
-    seen: dict[str, int] = {}
-    for i, m in enumerate(models):
+    def not_reserved(i: int, m: ModelSpec) -> None:
         if m.name == REFERENCE_MODEL:
             raise FieldIssue(
                 f"model name '{REFERENCE_MODEL}' is reserved for the reference calculation",
@@ -244,14 +243,8 @@ def check_unique_model_names(models: list[ModelSpec], key: str = "models") -> No
                 expected="another name",
                 example=f"name: {m.backend}-model",
             )
-        if m.name in seen:
-            raise FieldIssue(
-                f"duplicate model name '{m.name}' (also {key}[{seen[m.name]}])",
-                loc=(key, i, "name"),
-                expected="a unique name per model",
-                example=f"name: {m.name}-2",
-            )
-        seen[m.name] = i
+
+    check_unique(models, "name", key, "model", each=not_reserved)
 
 
 # ------------------------------------------------------------------------------ import materials
@@ -429,17 +422,26 @@ def check_models_support(models: list[ModelSpec], materials: list[tuple[str, str
                 )
 
 
-def check_unique_ids(materials: list, key: str) -> None:
+def check_unique(items: list, attr: str, key: str, what: str, each=None) -> None:
+    """Raise a :class:`FieldIssue` at ``key[i].attr`` for the first item whose ``attr`` an earlier one has;
+    ``each(i, item)``, when given, checks every item before (in list order)."""
     seen: dict[str, int] = {}
-    for i, m in enumerate(materials):
-        if m.id in seen:
+    for i, m in enumerate(items):
+        if each is not None:
+            each(i, m)
+        v = getattr(m, attr)
+        if v in seen:
             raise FieldIssue(
-                f"duplicate material id '{m.id}' (also {key}[{seen[m.id]}])",
-                loc=(key, i, "id"),
-                expected="a unique id per material",
-                example=f"id: {m.id}-2",
+                f"duplicate {what} {attr} '{v}' (also {key}[{seen[v]}])",
+                loc=(key, i, attr),
+                expected=f"a unique {attr} per {what}",
+                example=f"{attr}: {v}-2",
             )
-        seen[m.id] = i
+        seen[v] = i
+
+
+def check_unique_ids(materials: list, key: str) -> None:
+    check_unique(materials, "id", key, "material")
 
 
 # ------------------------------------------------------------------------------ campaign base

@@ -25,6 +25,8 @@ import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import PydanticUndefined
 
+from pftflow.issues import Issue
+
 #: the most errors one message lists (the rest are counted)
 MAX_ERRORS = 3
 
@@ -33,16 +35,9 @@ class SpecError(ValueError):
     """An invalid campaign spec; the message is one line naming the file, the field and the fix."""
 
 
-class FieldIssue(ValueError):
+class FieldIssue(Issue):
     """A validation problem with its own location (relative to the model that raises it), the
     expected value and an example fix."""
-
-    def __init__(self, message: str, *, loc: Iterable[str | int] = (), expected: str | None = None, example: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.loc = tuple(loc)
-        self.expected = expected
-        self.example = example
 
 
 def suggest(word: str, options: Iterable[str]) -> str | None:

@@ -29,7 +29,7 @@ from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictM
 from pftflow.spec.dataset import DatasetSampling
 from pftflow.spec.errors import FieldIssue
 from pftflow.spec.finetune import DEFAULT_BASE_MODEL, DEFAULT_RUN_DIR, ExtxyzSource, TrainableModelSpec
-from pftflow.spec.phonons import BenchmarkSettings, ComputeMaterial, MaterialEntry
+from pftflow.spec.phonons import BenchmarkSettings, ComputeMaterial, MaterialEntry, reference_files_in
 from pftflow.training.adapters import FinetuneMode
 from pftflow.training.trainer import TrainConfig
 
@@ -433,16 +433,6 @@ class GlobalTraining(StrictModel):
             raise FieldIssue(f"export_name '{self.export_name}' equals the base model's name", loc=("export_name",),
                              expected="a different name for the fine-tuned model", example=f"export_name: {self.base_model.name}-pft")
         return self
-
-
-#: reference-file suffixes taken from a materials directory
-_REFERENCE_SUFFIXES = (".yaml", ".yml", ".yaml.xz", ".yaml.bz2", ".yaml.gz", ".yaml.lzma", ".yml.xz", ".yml.bz2", ".yml.gz")
-
-
-def reference_files_in(folder: str | os.PathLike) -> list[str]:
-    """The phonon reference files of a folder (phonopy / MDR / atomate2 yaml, compressed or not), sorted."""
-    p = Path(folder)
-    return [str(f) for f in sorted(p.iterdir()) if f.is_file() and f.name.lower().endswith(_REFERENCE_SUFFIXES)]
 
 
 class FinetuneGlobalSpec(CampaignBase):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -193,6 +194,23 @@ class MaterialDirectory(StrictModel):
     pattern: str = Field("*.yaml*", description="glob pattern of the files", examples=["*.phonopy.yaml.xz"])
 
 
+#: reference-file suffixes taken from a materials directory without a glob pattern
+_REFERENCE_SUFFIXES = (".yaml", ".yml", ".yaml.xz", ".yaml.bz2", ".yaml.gz", ".yaml.lzma", ".yml.xz", ".yml.bz2", ".yml.gz")
+
+
+def reference_files_in(folder: str | os.PathLike, pattern: str | None = None) -> list[str]:
+    """The files of ``folder`` matching the glob ``pattern``, sorted; without a pattern its phonon reference
+    files (phonopy / MDR / atomate2 yaml, compressed or not)."""
+    from pathlib import Path
+
+    p = Path(folder)
+    if pattern is None:
+        files = (f for f in p.iterdir() if f.name.lower().endswith(_REFERENCE_SUFFIXES))
+    else:
+        files = p.glob(pattern)
+    return [str(f) for f in sorted(files) if f.is_file()]
+
+
 def expand_directories(entries: Any) -> Any:
     """Material entries with each ``{directory: DIR, pattern: GLOB}`` replaced by one import entry per
     matching file, sorted by name (``pattern`` default ``*.yaml*``)."""
@@ -217,13 +235,13 @@ def expand_directories(entries: Any) -> Any:
                 f"directory '{folder}' does not exist (relative paths are from the current directory)", loc=(i, "directory"),
                 expected="a folder of reference files", example="directory: ../shared/data/chalcogenides",
             )
-        files = sorted(p for p in folder.glob(pattern) if p.is_file())
+        files = reference_files_in(folder, pattern)
         if not files:
             raise FieldIssue(
                 f"no file in '{folder}' matches '{pattern}'", loc=(i, "pattern"), expected="a glob pattern matching reference files",
                 example="pattern: '*.phonopy.yaml.xz'",
             )
-        out += [str(p) for p in files]
+        out += files
     return out
 
 
