@@ -165,7 +165,7 @@ class CHGNetCalculator(ForceCalculator):
         model = self._load()
         energies, forces, stresses = [], [], []
         chunks = [structures[i : i + self.batch_size] for i in range(0, len(structures), self.batch_size)]
-        for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=not progress, leave=False):
+        for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=None if progress else True, leave=False):
             preds = model.predict_structure(
                 [AseAtomsAdaptor.get_structure(a) for a in chunk], task="efs", batch_size=len(chunk)
             )

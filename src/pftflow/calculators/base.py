@@ -101,7 +101,7 @@ class ForceCalculator(ABC):
 
         calc = self.ase_calculator()
         energies, forces, stresses = [], [], []
-        it = tqdm(structures, desc=desc or f"{self.name} forces", disable=not progress, leave=False)
+        it = tqdm(structures, desc=desc or f"{self.name} forces", disable=None if progress else True, leave=False)
         for atoms in it:
             a = atoms.copy()
             a.calc = calc

@@ -86,7 +86,7 @@ def sevennet_compute_batched(
     chunks = _chunks_by_atoms(structures, batch_size, max_atoms)
     model.set_is_batch_data(True)
     try:
-        for idx in tqdm(chunks, desc=desc or f"{calculator.name} forces (batched)", disable=not progress, leave=False):
+        for idx in tqdm(chunks, desc=desc or f"{calculator.name} forces (batched)", disable=None if progress else True, leave=False):
             for i in idx:
                 ase_calc.set_atoms(structures[i])  # checks the model knows every element
             graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(structures[i], cutoff)) for i in idx]

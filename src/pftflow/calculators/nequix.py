@@ -257,7 +257,7 @@ class NequixForceCalculator(ForceCalculator):
         calc = self.ase_calculator()
         energies, forces, stresses = [], [], []
         chunks = [structures[i : i + self.batch_size] for i in range(0, len(structures), self.batch_size)]
-        for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=not progress, leave=False):
+        for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=None if progress else True, leave=False):
             graph, n_atoms = self._graph(chunk)
             e, f, s = self._run(self._efs(), calc.model, graph)
             e, f = np.asarray(e, dtype=float), np.asarray(f, dtype=float)

@@ -285,7 +285,7 @@ def _run(spec, *, progress: bool, plots: bool) -> RunSummary:
     write_run_record(store, spec, run_id, record)
     jf_logger = logging.getLogger("jobflow")
     old_level, old_prop, old_handlers = jf_logger.level, jf_logger.propagate, list(jf_logger.handlers)
-    bar = tqdm(total=n_jobs, desc=f"{spec.name}", unit="job", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=n_jobs, desc=f"{spec.name}", unit="job", disable=None if progress else True, dynamic_ncols=True)
     handler = _JobProgress(bar, planned, log_path, store=store, campaign=spec.name, kind=spec.kind, run_id=run_id)
     for h in old_handlers:
         jf_logger.removeHandler(h)
