@@ -79,6 +79,16 @@ def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monk
     assert again.reused["model"] == ["Cu/EMT-same", "Al/EMT-same"]
     assert again.jobs_run == 1
 
+    # another campaign (other name, same store) reuses every job by key: its results show the reused
+    # rows with the same numbers, not "missing" (they were stored under the first campaign's name)
+    other = tmp_path / "other.yaml"
+    other.write_text(_spec(tmp_path).read_text().replace("name: emt-test", "name: emt-other"))
+    third = run_campaign(load_spec(other), progress=False, plots=False)
+    assert third.jobs_run == 1 and third.reused["model"] == ["Cu/EMT-same", "Al/EMT-same"]
+    rows2 = load_results(load_spec(other))["rows"]
+    assert [(r["material_id"], r["model"], r["status"]) for r in rows2] == [("Cu", "EMT-same", "ok"), ("Al", "EMT-same", "ok")]
+    assert [r["omega_max_K"] for r in rows2] == [r["omega_max_K"] for r in rows]
+
 
 def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

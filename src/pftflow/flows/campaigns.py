@@ -22,6 +22,7 @@ reads them back for the results table and ``pftflow status``.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -122,6 +123,49 @@ def latest_outputs(store, query: dict, keys: tuple[str, ...] = ("material_id", "
     dec = MontyDecoder()
     outputs = [dec.process_decoded(store.get_output(d["uuid"], which="last", load=True)) for d in latest.values()]
     return [(d["metadata"], o) for d, o in zip(latest.values(), outputs)] if with_metadata else outputs
+
+
+_STAGE_KEYS: dict[int, tuple[Any, dict[str, list[str]]]] = {}
+
+
+def _stage_keys(spec) -> dict[str, list[str]]:
+    """Content keys of every job ``spec``'s campaign builds, per stage (built without a store; cached
+    per spec object).  Empty for what cannot be built: a campaign read back from a store without its
+    spec file, or a spec whose inputs are gone."""
+    hit = _STAGE_KEYS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    out: dict[str, list[str]] = {}
+    kind = KINDS.get(getattr(spec, "kind", None))
+    if kind is not None and hasattr(spec, "model_dump"):
+        try:
+            flow, _ = kind.build(spec, None)
+        except Exception:  # noqa: BLE001 - the campaign-name query still finds the jobs it ran itself
+            flow = None
+        with warnings.catch_warnings():  # jobflow: "Some jobs are not connected" (independent materials)
+            warnings.simplefilter("ignore", UserWarning)
+            order = list(flow.iterflow()) if flow is not None else []
+        for job, _ in order:
+            meta = job.metadata or {}
+            if meta.get("pftflow_key") and meta.get("stage"):
+                out.setdefault(meta["stage"], []).append(meta["pftflow_key"])
+    if len(_STAGE_KEYS) > 16:
+        _STAGE_KEYS.clear()
+    _STAGE_KEYS[id(spec)] = (spec, out)
+    return out
+
+
+def campaign_query(spec, stage: str, **criteria) -> dict:
+    """Query for the stored jobs of ``stage`` that belong to ``spec``'s campaign: those it ran under its
+    name, and those another campaign in the same store ran with the same content key, which this
+    campaign reused instead of running them (so the results and ``pftflow status`` agree)."""
+    q: dict[str, Any] = {"metadata.stage": stage, **criteria}
+    keys = _stage_keys(spec).get(stage)
+    if keys:
+        q["$or"] = [{"metadata.campaign": spec.name}, {"metadata.pftflow_key": {"$in": keys}}]
+    else:
+        q["metadata.campaign"] = spec.name
+    return q
 
 
 # ------------------------------------------------------------------------------------ job-level reuse
@@ -410,7 +454,7 @@ def phonons_results(spec, store) -> dict:
     ``n_failed``); a pair not run yet is a row with ``status: "missing"`` (counted in ``n_missing``)."""
     from pftflow.phonons.metrics import summarize
 
-    docs = latest_outputs(store, {"metadata.campaign": spec.name, "metadata.stage": "compare"})
+    docs = latest_outputs(store, campaign_query(spec, "compare"))
     mat_order, mod_order = spec.material_ids, spec.model_names
     # the store may hold materials / models since removed from the spec: report the spec's
     rows = [dict(d.row(), status="failed" if d.failed else "ok") for d in docs if d.material_id in mat_order and d.model in mod_order]
@@ -432,7 +476,7 @@ def phonons_band_plots(spec, store, out_dir) -> list:
 
     from pftflow.phonons.plotting import plot_band_overlay
 
-    analyses = [a for a in latest_outputs(store, {"metadata.campaign": spec.name, "metadata.stage": "analysis"}) if not a.failed]
+    analyses = [a for a in latest_outputs(store, campaign_query(spec, "analysis")) if not a.failed]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -316,9 +316,9 @@ def build_dataset(spec, store) -> tuple[Flow, dict]:
 def load_labelled_sets(spec, store) -> list[LabelledSetDoc]:
     """The latest labelled set per material and set of the campaign, in spec order (materials, then
     sets; sets no longer in the spec are left out)."""
-    from pftflow.flows.campaigns import latest_outputs
+    from pftflow.flows.campaigns import campaign_query, latest_outputs
 
-    docs = latest_outputs(store, {"metadata.campaign": spec.name, "metadata.stage": "labelled_set"}, keys=("material_id", "set_name"))
+    docs = latest_outputs(store, campaign_query(spec, "labelled_set"), keys=("material_id", "set_name"))
     mids = spec.material_ids
     names = [*spec.set_names, IMPORT_MODEL]
     docs = [d for d in docs if d.material_id in mids and d.name in names]

@@ -34,7 +34,7 @@ from jobflow import Flow, Job, job
 from pydantic import Field
 
 from pftflow.documents import LabelledSetDoc, PhononAnalysisDoc
-from pftflow.flows.campaigns import benchmark_flow, find_stored, latest_outputs, recorded_spec
+from pftflow.flows.campaigns import benchmark_flow, campaign_query, find_stored, latest_outputs, recorded_spec
 from pftflow.flows.dataset import DatasetMaker, SamplingMaker
 from pftflow.flows.phonons import ForceMaker, RelaxMaker, set_resources
 from pftflow.flows.training import ForceErrors, TrainingDataDoc, TrainingRunDoc, TrainMaker, _data_sources, build_structures
@@ -616,7 +616,7 @@ def per_material_results(spec, store) -> dict:
 
     name = spec.name
     mode_order, mat_order = _raw_names(spec)
-    cmp_ = latest_outputs(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "compare"}, with_metadata=True)
+    cmp_ = latest_outputs(store, campaign_query(spec, "compare", **{"metadata.kind": PER_MATERIAL}), with_metadata=True)
     rows = []
     for meta, doc in cmp_:
         if not hasattr(doc, "row"):
@@ -663,9 +663,9 @@ def per_material_results(spec, store) -> dict:
                            "omega_max_mae_K": base_s.get("omega_max_mae_K"), "entropy_mae_300K_J_per_K_mol": base_s.get("entropy_mae_300K_J_per_K_mol")})
     points.sort(key=lambda p: (mode_order.index(p["series"]) if p["series"] in mode_order else len(mode_order), p["n"]))
     train = {f"{m.get('material_id')}/{m.get('model')}": _train_summary(d)
-             for m, d in latest_outputs(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "train"}, with_metadata=True)}
+             for m, d in latest_outputs(store, campaign_query(spec, "train", **{"metadata.kind": PER_MATERIAL}), with_metadata=True)}
     scans = {}
-    for meta, d in latest_outputs(store, {"metadata.campaign": name, "metadata.kind": PER_MATERIAL, "metadata.stage": "mode_scans"}, keys=("material_id",), with_metadata=True):
+    for meta, d in latest_outputs(store, campaign_query(spec, "mode_scans", **{"metadata.kind": PER_MATERIAL}), keys=("material_id",), with_metadata=True):
         if isinstance(d, ModeScansDoc):
             scans[d.material_id] = {"imaginary": d.imaginary, "note": d.note, "curves": [row for s in d.scans for row in s.summary()]}
     raw = spec.raw if isinstance(getattr(spec, "raw", None), dict) else {}
@@ -726,7 +726,7 @@ def per_material_plots(spec, store, out_dir) -> list:
         if r["mode"] != BASE_MODE and r["n_structures"] >= largest.get(r["mode"], (-1, ""))[0]:
             largest[r["mode"]] = (r["n_structures"], r["model"])
     keep = {r["model"] for r in res["rows"] if r["mode"] == BASE_MODE} | {m for _, m in largest.values()}
-    analyses = [a for a in latest_outputs(store, {"metadata.campaign": spec.name, "metadata.stage": "analysis"}) if not a.failed]
+    analyses = [a for a in latest_outputs(store, campaign_query(spec, "analysis")) if not a.failed]
     for mid in dict.fromkeys(r["material_id"] for r in res["rows"]):
         ref = [a for a in analyses if a.material_id == mid and a.model == REFERENCE_MODEL]
         models = {a.model: a.result for a in analyses if a.material_id == mid and a.model in keep}
@@ -736,7 +736,7 @@ def per_material_plots(spec, store, out_dir) -> list:
     if len({p["n"] for p in pts}) >= 2:
         paths.append(plot_error_vs_n(pts, out_dir / "error_vs_n.png", [("mesh_mae_THz", "BZ MAE (THz)"), ("omega_max_mae_K", "|Δω_max| MAE (K)")],
                                      title=f"{spec.name}: error vs number of structures"))
-    for meta, d in latest_outputs(store, {"metadata.campaign": spec.name, "metadata.kind": PER_MATERIAL, "metadata.stage": "mode_scans"}, keys=("material_id",), with_metadata=True):
+    for meta, d in latest_outputs(store, campaign_query(spec, "mode_scans", **{"metadata.kind": PER_MATERIAL}), keys=("material_id",), with_metadata=True):
         if isinstance(d, ModeScansDoc) and d.scans:
             paths.append(plot_mode_scans(d.scans, out_dir / f"{d.material_id}_mode_scans.png", title=f"{d.material_id}: energy along imaginary modes"))
     return paths
@@ -875,7 +875,7 @@ def global_results(spec, store) -> dict:
     test_ids = list(getattr(spec, "material_ids", []) or [])
     base_line = _baselines(spec)
     rows = []
-    for meta, doc in latest_outputs(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "compare"}, with_metadata=True):
+    for meta, doc in latest_outputs(store, campaign_query(spec, "compare", **{"metadata.kind": GLOBAL}), with_metadata=True):
         if not hasattr(doc, "row"):
             continue
         r = {"material_id": doc.material_id, "model": doc.model, "mode": meta.get("mode") or BASE_MODE, "n_structures": int(meta.get("n_structures") or 0),
@@ -903,8 +903,8 @@ def global_results(spec, store) -> dict:
     if base_line and ids:
         vals = [base_line[i]["mace_mp0b3_bz_mae_THz"] for i in ids if "mace_mp0b3_bz_mae_THz" in base_line.get(i, {})]
         baseline = {"model": "MACE-MP-0b3 (index.csv)", "mesh_mae_THz": float(np.mean(vals)) if vals else None, "n_materials": len(vals)}
-    tr = latest_outputs(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "train"}, keys=("model",), with_metadata=True)
-    ev = latest_outputs(store, {"metadata.campaign": name, "metadata.kind": GLOBAL, "metadata.stage": "cotrain_eval"}, keys=("model",), with_metadata=True)
+    tr = latest_outputs(store, campaign_query(spec, "train", **{"metadata.kind": GLOBAL}), keys=("model",), with_metadata=True)
+    ev = latest_outputs(store, campaign_query(spec, "cotrain_eval", **{"metadata.kind": GLOBAL}), keys=("model",), with_metadata=True)
     split = {k: list(v) for k, v in spec.roles.items()} if hasattr(spec, "roles") else None
     return {
         "campaign": name, "kind": GLOBAL, "columns": GLOBAL_COLUMNS, "rows": rows, "summary": summary, "change": change, "baseline": baseline,
