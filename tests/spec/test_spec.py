@@ -399,3 +399,35 @@ def test_plan_finetune_and_kappa(files):
     k["kappa"]["settings"]["do_relax"] = False
     p = plan(parse_spec(k))
     assert (p["n_jobs"], p["n_jobs_min"]) == (2 * 5, 2 * 3)
+
+
+def test_checked_reference_files_are_not_parsed_again(tmp_path, monkeypatch):
+    """A reference file that passed the load-time checks is recorded (path, size, mtime) and not
+    parsed again by the next load, in any process; a changed file is read and checked again."""
+    import sys
+
+    from pftflow.materials import readers
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from spec_files import write_reference
+
+    monkeypatch.setenv("PFTFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    ref = write_reference(tmp_path / "Si.yaml")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"name": "checked", "kind": "phonons", "materials": [str(ref)],
+                                         "models": [{"backend": "ase", "name": "LJ", "import_path": "ase.calculators.lj:LennardJones"}]}))
+    assert load_spec(spec_path).materials[0].species() == ("Si",)
+    assert readers.checked_species(ref) == ("Si",)
+
+    readers.clear_cache()
+    parsed = []
+    real = readers._read_uncached
+    monkeypatch.setattr(readers, "_read_uncached", lambda *a, **k: parsed.append(a) or real(*a, **k))
+    assert load_spec(spec_path).materials[0].species() == ("Si",)
+    assert parsed == []  # not read again
+
+    # the file changes (NaN force): read again, and refused as before
+    write_reference(ref, bad_force=float("nan"))
+    with pytest.raises(SpecError, match=r"materials\[0\]\.reference_file"):
+        load_spec(spec_path)
+    assert len(parsed) == 1

@@ -383,3 +383,60 @@ def _cache_put(key: tuple, ref: PhononReference) -> None:
 def clear_cache() -> None:
     """Forget the parsed reference files."""
     _CACHE.clear()
+
+
+# ------------------------------------------------------------------------------------ checked-file record
+#: Reference files that passed the spec's load-time checks, across processes: a small JSON file
+#: ``$PFTFLOW_CACHE_DIR`` (default ``$XDG_CACHE_HOME/pftflow`` or ``~/.cache/pftflow``) /
+#: ``checked-references.json`` mapping (absolute path, size, mtime, format, auxiliary files, checks
+#: version) to the file's elements.  A spec over 39 atomate2 files then loads in well under a second
+#: the second time instead of re-parsing every file (~1-1.5 s each); any change to a file (size or
+#: mtime) or to the checks reads it again.  No library offers this; it is a plain JSON dict.
+CHECKS_VERSION = 1
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("PFTFLOW_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pftflow"
+    return Path(root)
+
+
+def _checked_key(path, fmt, force_sets, born) -> str | None:
+    key = _cache_key(Path(path), fmt, force_sets, born)
+    return None if key is None else repr((key, CHECKS_VERSION))
+
+
+def _checked_records() -> dict:
+    try:
+        import json
+
+        return json.loads((_cache_dir() / "checked-references.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def checked_species(path, *, fmt=None, force_sets=None, born=None) -> tuple[str, ...] | None:
+    """The elements of a reference file that passed the load-time checks before, unchanged since;
+    None when it has not (read and check it, then :func:`remember_checked`)."""
+    key = _checked_key(path, fmt, force_sets, born)
+    hit = _checked_records().get(key) if key is not None else None
+    return tuple(hit) if isinstance(hit, list) else None
+
+
+def remember_checked(path, species, *, fmt=None, force_sets=None, born=None) -> None:
+    """Record that ``path`` passed the load-time checks (best effort: an unwritable cache is skipped)."""
+    import json
+    import tempfile
+
+    key = _checked_key(path, fmt, force_sets, born)
+    if key is None:
+        return
+    records = _checked_records()
+    records[key] = list(species)
+    try:
+        d = _cache_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=d, delete=False, suffix=".tmp") as fh:
+            json.dump(records, fh)
+        os.replace(fh.name, d / "checked-references.json")
+    except OSError:
+        pass

@@ -301,11 +301,18 @@ class ImportMaterial(StrictModel):
     @model_validator(mode="after")
     def _content(self):
         """Read the file now (parsed once per process: the import job gets the cached result) and
-        check it: readable / decompressible, parses, finite forces, no overlapping atoms."""
+        check it: readable / decompressible, parses, finite forces, no overlapping atoms.  A file that
+        passed before and is unchanged since (size, mtime) is not read again
+        (:func:`pftflow.materials.readers.checked_species`)."""
         from pftflow.materials.checks import MaterialError, check_reference
-        from pftflow.materials.readers import read_reference
+        from pftflow.materials.readers import checked_species, read_reference, remember_checked
         from pftflow.materials.reference import ReferenceFormatError
 
+        files = {"fmt": self.reference_format, "force_sets": self.force_sets, "born": self.born}
+        known = checked_species(self.reference_file, **files)
+        if known is not None:  # passed these checks before and unchanged since: not parsed again
+            self._species = known
+            return self
         try:
             ref = read_reference(self.reference_file, fmt=self.reference_format, force_sets=self.force_sets, born=self.born)
         except ReferenceFormatError as exc:
@@ -325,6 +332,7 @@ class ImportMaterial(StrictModel):
         except MaterialError as exc:
             raise field_issue(exc) from None
         self._species = tuple(sorted(set(ref.unitcell.get_chemical_symbols())))
+        remember_checked(self.reference_file, self._species, **files)
         return self
 
     def species(self) -> tuple[str, ...]:
