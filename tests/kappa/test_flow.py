@@ -121,6 +121,14 @@ def test_campaign_emt_end_to_end(cu_files, tmp_path):
     assert raw["mode_kappa_P_W_per_mK"]["@class"] == "ArrayBlob" and "blob_uuid" in raw["mode_kappa_P_W_per_mK"]
     # a second build reuses the stored result
     assert len(kappa_campaign_flow(spec, store=store).jobs) == 0
+
+    # a run killed after the fc3 forces, before the conductivity finished: the rerun's fc2 check
+    # reuses the stored fc3 forces (not computed again) and gives the same kappa
+    fc3 = store.query_one({"metadata.campaign": "kappa-emt", "metadata.force_set": "fc3"}, properties=["uuid"])
+    store.docs_store.remove_docs({"metadata.campaign": "kappa-emt", "metadata.stage": "kappa"})
+    run_locally(kappa_campaign_flow(spec, store=store), store=store, create_folders=False, ensure_success=True, log=False)
+    assert [d["uuid"] for d in store.query({"metadata.campaign": "kappa-emt", "metadata.force_set": "fc3"}, properties=["uuid"])] == [fc3["uuid"]]
+    assert load_kappa_results(spec, store)["rows"][0]["kappa_W_per_mK"] == pytest.approx(k, rel=1e-12)
     store.close()
 
 

@@ -112,6 +112,19 @@ def kappa_displacements(material: KappaMaterial, structure=None, *, distance_A: 
     )
 
 
+def _stored_job(key: str | None) -> str | None:
+    """uuid of a complete stored job with content key ``key`` in the store the running job writes to
+    (jobflow's ``CURRENT_JOB.store``, set for jobs with ``config.expose_store``), or None."""
+    from jobflow import CURRENT_JOB
+
+    from pftflow.flows.campaigns import stored_jobs
+
+    store = CURRENT_JOB.store
+    if key is None or store is None:
+        return None
+    return stored_jobs(store, [key]).get(key)
+
+
 # no output_schema here: the output of a Flow replacement is stored by jobflow's ``store_inputs`` job,
 # which inherits this job's schema but stores an (unresolved) OutputReference to the conductivity job's
 # KappaResultDoc, so a schema would reject it; readers get the resolved document either way.
@@ -164,19 +177,25 @@ def kappa_fc2_check(
         up = upstream or {}
         ref = lambda name, value: OutputReference(up[name]) if up.get(name) else value  # noqa: E731
         disp_in = ref("displacements", displacements)
-        f3 = force_maker.make(disp_in.fc3_supercells)
-        f3.name = f"fc3 forces {mid} {model}"
+        f3_key = None if result_id is None else content_key(key, "forces", force_maker.calculator, "fc3")
+        # fc3 forces finished by an earlier run that stopped before the conductivity (killed): reused
+        stored_f3 = _stored_job(f3_key)
+        f3 = None
+        if stored_f3 is None:
+            f3 = force_maker.make(disp_in.fc3_supercells)
+            f3.name = f"fc3 forces {mid} {model}"
         cond = kappa_conductivity(
-            material, disp_in, ref("fc2_forces", fc2_forces), f3.output, settings,
+            material, disp_in, ref("fc2_forces", fc2_forces), f3.output if f3 is not None else OutputReference(stored_f3), settings,
             model=model, relax=ref("relax", relax), reference=reference, phonon_info=info,
         )
         cond.name = f"kappa {mid} {model}"
         set_resources(cond, "cpu-heavy")  # f3 is cpu-heavy from the force maker
         if result_id is not None:
-            f3_key = content_key(key, "forces", force_maker.calculator, "fc3")
-            f3.metadata = {**(f3.metadata or {}), **result_id.with_(stage="forces").metadata(f3_key, force_set="fc3")}
+            if f3 is not None:
+                f3.metadata = {**(f3.metadata or {}), **result_id.with_(stage="forces").metadata(f3_key, force_set="fc3")}
             cond.metadata = {**(cond.metadata or {}), **result_id.with_(stage="kappa").metadata(content_key(f3_key, "kappa"))}
-        return Response(replace=Flow([f3, cond], output=cond.output, name=f"fc3 + kappa {mid} {model}"))
+        jobs = [cond] if f3 is None else [f3, cond]
+        return Response(replace=Flow(jobs, output=cond.output, name=f"fc3 + kappa {mid} {model}"))
     out = _result_base(material, model, s, relax, displacements, fc2_forces)
     return KappaResultDoc(
         **out,
@@ -327,6 +346,7 @@ class KappaMaker(Maker):
         chk.name = f"fc2 check {mid} {self.model}"
         set_resources(chk, "light")
         chk.config.pass_manager_config = False  # its replacement jobs keep their own categories
+        chk.config.expose_store = True  # it looks up fc3 forces a killed run finished (CURRENT_JOB.store)
         chk.metadata = {**(chk.metadata or {}), **rid.with_(stage="kappa").metadata(chk_key)}
         job_list.append(chk)
         return Flow(job_list, output=chk.output, name=f"{self.name} {mid} {self.model}")
