@@ -8,11 +8,14 @@ they are also marked ``shared_data`` so ``pytest -m "not shared_data"`` deselect
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# the record of checked reference files (pftflow.materials.readers) goes to a fresh folder, not ~/.cache
+os.environ["PFTFLOW_CACHE_DIR"] = tempfile.mkdtemp(prefix="pftflow-test-cache-")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -87,3 +90,67 @@ def al_emt_phonopy():
         return p
 
     return make
+
+
+#: fcc cells of the EMT campaign: lattice constant a and half of it (the primitive cell's entries), in Å
+_EMT_FCC = {"Cu": ("3.61", "1.805"), "Al": ("4.05", "2.025")}
+_EMT_IMPORT = "ase.calculators.emt:EMT"
+
+
+def _write_emt_spec(
+    folder: Path,
+    *,
+    file: str = "spec.yaml",
+    name: str = "emt-test",
+    store: str | Path | None = None,
+    store_uri: str | None = None,
+    materials: tuple[str, ...] = ("Cu", "Al"),
+    models: tuple[str | tuple[str, str], ...] = ("EMT-same",),
+    relax_models: bool = False,
+    relax: str | None = None,
+    band_npoints: int = 11,
+) -> Path:
+    lines = [f"name: {name}", "kind: phonons"]
+    lines.append(f'store: {{uri: "{store_uri}"}}' if store_uri else f"store: {{path: {folder / 'camp' if store is None else store}}}")
+    lines.append("materials:")
+    for el in materials:
+        a, h = _EMT_FCC[el]
+        lines += [
+            f"  - id: {el}",
+            f'    source: "fcc {el} a = {a} Å"',
+            "    structure:",
+            f"      cell_A: [[0.0, {h}, {h}], [{h}, 0.0, {h}], [{h}, {h}, 0.0]]",
+            f"      species: [{el}]",
+            "      frac_coords: [[0, 0, 0]]",
+            "    supercell_matrix: [3, 3, 3]",
+        ]
+    lines += ["reference:", "  mode: compute", f'  calculator: {{backend: ase, name: EMT-ref, import_path: "{_EMT_IMPORT}"}}']
+    if relax:
+        lines.append(f"  relax: {relax}")
+    lines.append("models:")
+    for m in models:
+        model, import_path = (m, _EMT_IMPORT) if isinstance(m, str) else m
+        lines.append(f'  - {{backend: ase, name: {model}, import_path: "{import_path}"}}')
+    lines += ["settings:", f"  phonons: {{mesh: [8, 8, 8], band_npoints: {band_npoints}}}", f"  relax_models: {str(relax_models).lower()}"]
+    if relax:
+        lines.append(f"  relax: {relax}")
+    path = folder / file
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def emt_spec():
+    """Writer ``emt_spec(folder, **options) -> path`` of a cheap harmonic campaign spec (``folder/file``,
+    default ``spec.yaml``) in which ASE's EMT stands in for the DFT reference (``EMT-ref``, computed)
+    and for the models: fcc Cu (a = 3.61 Å) and Al (a = 4.05 Å), one-atom primitive cells,
+    3x3x3 supercells, an 8x8x8 mesh.  No shared data, no MLIP; seconds per material.
+
+    Options: ``name`` (campaign, default ``emt-test``); ``store`` (store folder, default the absolute
+    ``folder/camp``; a relative one is written as is) or ``store_uri`` (a ``store: {uri: ...}`` block
+    instead); ``materials`` (subset of ``("Cu", "Al")``); ``models``: each a name (an EMT model,
+    identical to the reference) or a ``(name, import_path)`` pair (e.g. a calculator that raises);
+    ``relax_models``; ``relax``: a YAML flow mapping set as both ``reference.relax`` and
+    ``settings.relax``; ``band_npoints`` (default 11).
+    """
+    return _write_emt_spec

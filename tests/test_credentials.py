@@ -24,33 +24,8 @@ import pytest
 PASSWORD = "S3cretPW"
 URI = f"mongodb://alice:{PASSWORD}@127.0.0.1:1/db"  # nothing listens on port 1
 
-SPEC = """
-name: secret-test
-kind: phonons
-store: {{uri: "{uri}"}}
-materials:
-  - id: Cu
-    source: "fcc Cu a = 3.61 Å"
-    structure:
-      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
-      species: [Cu]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-reference:
-  mode: compute
-  calculator: {{backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}}
-models:
-  - {{backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}}
-settings:
-  phonons: {{mesh: [6, 6, 6], band_npoints: 7}}
-  relax_models: false
-"""
-
-
-def _spec_file(tmp_path: Path, uri: str = URI) -> Path:
-    p = tmp_path / "spec.yaml"
-    p.write_text(SPEC.format(uri=uri))
-    return p
+#: the emt_spec campaign (tests/conftest.py), Cu only, on a MongoDB store given by a URI with a password
+SECRET_SPEC = {"name": "secret-test", "materials": ("Cu",)}
 
 
 def _files_with_password(root: Path) -> list[str]:
@@ -69,8 +44,8 @@ def _env() -> dict:
     return env
 
 
-def test_unreachable_mongodb_fails_fast_with_one_line_and_no_password(tmp_path):
-    spec = _spec_file(tmp_path)
+def test_unreachable_mongodb_fails_fast_with_one_line_and_no_password(tmp_path, emt_spec):
+    spec = emt_spec(tmp_path, store_uri=URI, **SECRET_SPEC)
     env = _env()
 
     def cli(*args):
@@ -145,7 +120,7 @@ def mongo(monkeypatch):
     return fake
 
 
-def test_submitted_campaign_on_mongodb_keeps_the_password_out_of_everything(tmp_path, monkeypatch, mongo):
+def test_submitted_campaign_on_mongodb_keeps_the_password_out_of_everything(tmp_path, monkeypatch, mongo, emt_spec):
     """submit --launch on a MongoDB store with a password: the campaign completes (the stores in
     the Fireworks get the URI from the environment of the process that runs them), and the
     password is in no file (LaunchPad, launch folders, logs), no document and no output."""
@@ -155,7 +130,7 @@ def test_submitted_campaign_on_mongodb_keeps_the_password_out_of_everything(tmp_
     from pftflow.cli import main
 
     monkeypatch.chdir(tmp_path)
-    spec = _spec_file(tmp_path)
+    spec = emt_spec(tmp_path, store_uri=URI, **SECRET_SPEC)
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         assert main(["submit", spec.name, "--launch"]) == 0
@@ -226,14 +201,13 @@ def test_worker_reads_the_uri_from_env_or_file(tmp_path, monkeypatch):
     assert plain.docs_store.name == "mongodb://db.example.org:27018/pftflow/outputs"
 
 
-def test_recorded_spec_and_spec_errors_redact_the_password(tmp_path):
+def test_recorded_spec_and_spec_errors_redact_the_password(tmp_path, emt_spec):
     from pftflow.flows.campaigns import recorded_spec
     from pftflow.spec import SpecError, load_spec
 
-    spec = load_spec(_spec_file(tmp_path))
+    spec = load_spec(emt_spec(tmp_path, store_uri=URI, **SECRET_SPEC))
     assert recorded_spec(spec)["store"]["uri"] == "mongodb://alice:***@127.0.0.1:1/db"
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(SPEC.format(uri=URI.replace("mongodb://", "postgres://")))
+    bad = emt_spec(tmp_path, file="bad.yaml", store_uri=URI.replace("mongodb://", "postgres://"), **SECRET_SPEC)
     with pytest.raises(SpecError) as err:
         load_spec(bad)
     assert "store.uri" in str(err.value) and "alice:***@" in str(err.value) and PASSWORD not in str(err.value)

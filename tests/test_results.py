@@ -18,47 +18,13 @@ from pftflow.results import COLUMNS, column_info, load, load_results
 from pftflow.run import run_campaign
 from pftflow.spec import SpecError, load_spec
 
-SPEC = """
-name: emt-report
-kind: phonons
-description: EMT reference vs EMT model and a model whose calculator cannot be built
-store: {{path: {store}}}
-materials:
-  - id: Cu
-    source: "fcc Cu a = 3.61 Å"
-    structure:
-      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
-      species: [Cu]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-  - id: Al
-    source: "fcc Al a = 4.05 Å"
-    structure:
-      cell_A: [[0.0, 2.025, 2.025], [2.025, 0.0, 2.025], [2.025, 2.025, 0.0]]
-      species: [Al]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-reference:
-  mode: compute
-  calculator: {{backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}}
-models:
-  - {{backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}}
-  - {{backend: ase, name: broken, import_path: "brokencalc:make"}}
-{extra}settings:
-  phonons: {{mesh: [8, 8, 8], band_npoints: 11}}
-  relax_models: false
-"""
 REASON = "RuntimeError: model weights missing: /nowhere/model.pth"
-
-
-def write_spec(root, extra: str = "", name: str = "spec.yaml"):
-    p = root / name
-    p.write_text(SPEC.format(store=root / "camp", extra=extra))
-    return p
+#: the campaign's models: EMT as the reference (zero errors) and one whose calculator cannot be built
+MODELS = ("EMT-same", ("broken", "brokencalc:make"))
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory):
+def campaign(tmp_path_factory, emt_spec):
     """(folder, spec path): the campaign run once, the broken model failing on both materials."""
     import sys
 
@@ -66,7 +32,7 @@ def campaign(tmp_path_factory):
     (root / "brokencalc.py").write_text("def make():\n    raise RuntimeError('model weights missing: /nowhere/model.pth')\n")
     sys.path.insert(0, str(root))
     try:
-        p = write_spec(root)
+        p = emt_spec(root, name="emt-report", models=MODELS)
         summary = run_campaign(load_spec(p), progress=False, plots=False)
         assert summary.failed_jobs == 2, summary.text()
         yield root, p
@@ -133,9 +99,9 @@ def test_store_folder_reads_the_same_rows_without_the_spec(campaign):
         load(root / "missing.yaml")
 
 
-def test_a_pair_not_run_is_a_missing_row(campaign):
+def test_a_pair_not_run_is_a_missing_row(campaign, emt_spec):
     root, _ = campaign
-    more = write_spec(root, extra='  - {backend: ase, name: EMT-new, import_path: "ase.calculators.emt:EMT"}  # added after the run\n', name="more.yaml")
+    more = emt_spec(root, file="more.yaml", name="emt-report", models=(*MODELS, "EMT-new"))  # EMT-new added after the run
     df = load(more, model="EMT-new")
     assert list(df.material_id) == ["Cu", "Al"] and (df.status == "missing").all() and not df.failed.any()
     assert df.reason.str.contains("not run").all()

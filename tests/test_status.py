@@ -13,29 +13,6 @@ from pftflow.run import run_campaign
 from pftflow.spec import load_spec
 from pftflow.status import campaign_status, format_status
 
-SPEC = """
-name: emt-status
-kind: phonons
-store: {{path: {store}}}
-materials:
-  - id: Cu
-    source: "fcc Cu a = 3.61 Å"
-    structure:
-      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
-      species: [Cu]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-reference:
-  mode: compute
-  calculator: {{backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}}
-models:
-  - {{backend: ase, name: broken, import_path: "statusbroken:make"}}
-  - {{backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}}
-settings:
-  phonons: {{mesh: [8, 8, 8], band_npoints: 11}}
-  relax_models: false
-"""
-
 STAGES_REF = ["displacements", "forces", "analysis"]
 STAGES_MODEL = ["displacements", "forces", "analysis", "compare"]
 
@@ -44,15 +21,14 @@ def _by(st):
     return {(j["material_id"], j["model"], j["stage"]): j for j in st["jobs"]}
 
 
-def test_status_before_during_and_after_runs(tmp_path, monkeypatch):
+def test_status_before_during_and_after_runs(tmp_path, monkeypatch, emt_spec):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     fixed = tmp_path / "fixed"  # the model works once this file exists
     (tmp_path / "statusbroken.py").write_text(
         f"import os\nfrom ase.calculators.emt import EMT\n\ndef make():\n    if os.path.exists({str(fixed)!r}):\n        return EMT()\n"
         "    raise FileNotFoundError(2, 'No such file', '/nowhere/w.pth')\n")
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC.format(store=tmp_path / "camp"))
+    path = emt_spec(tmp_path, name="emt-status", materials=("Cu",), models=(("broken", "statusbroken:make"), "EMT-same"))
 
     # nothing run: every job missing, no run recorded
     st = campaign_status(load_spec(path))

@@ -21,45 +21,10 @@ from pftflow.results import load_results
 from pftflow.run import run_campaign
 from pftflow.spec import SpecError, load_spec
 
-SPEC = """
-name: emt-test
-kind: phonons
-store: {{path: {store}}}
-materials:
-  - id: Cu
-    source: "fcc Cu a = 3.61 Å"
-    structure:
-      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
-      species: [Cu]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-  - id: Al
-    source: "fcc Al a = 4.05 Å"
-    structure:
-      cell_A: [[0.0, 2.025, 2.025], [2.025, 0.0, 2.025], [2.025, 2.025, 0.0]]
-      species: [Al]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-reference:
-  mode: compute
-  calculator: {{backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}}
-models:
-  - {{backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}}
-settings:
-  phonons: {{mesh: [8, 8, 8], band_npoints: 11}}
-  relax_models: {relax_models}
-"""
 
-
-def _spec(tmp_path, relax_models=False, name="spec.yaml"):
-    p = tmp_path / name
-    p.write_text(SPEC.format(store=tmp_path / "camp", relax_models=str(relax_models).lower()))
-    return p
-
-
-def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monkeypatch):
+def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monkeypatch, emt_spec):
     monkeypatch.chdir(tmp_path)
-    spec = load_spec(_spec(tmp_path))
+    spec = load_spec(emt_spec(tmp_path))
     summary = run_campaign(spec, progress=False, plots=True)
     assert summary.failed_jobs == 0, summary.text()
     res = load_results(spec)
@@ -74,15 +39,14 @@ def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monk
     assert len(summary.plots) == 2 and all(p.endswith("_bands.png") for p in summary.plots)
 
     # second run: every stage is reused from the store, only the parameters record runs
-    again = run_campaign(load_spec(_spec(tmp_path)), progress=False, plots=False)
+    again = run_campaign(load_spec(emt_spec(tmp_path)), progress=False, plots=False)
     assert again.reused["reference"] == ["Cu", "Al"]
     assert again.reused["model"] == ["Cu/EMT-same", "Al/EMT-same"]
     assert again.jobs_run == 1
 
     # another campaign (other name, same store) reuses every job by key: its results show the reused
     # rows with the same numbers, not "missing" (they were stored under the first campaign's name)
-    other = tmp_path / "other.yaml"
-    other.write_text(_spec(tmp_path).read_text().replace("name: emt-test", "name: emt-other"))
+    other = emt_spec(tmp_path, file="other.yaml", name="emt-other")
     third = run_campaign(load_spec(other), progress=False, plots=False)
     assert third.jobs_run == 1 and third.reused["model"] == ["Cu/EMT-same", "Al/EMT-same"]
     rows2 = load_results(load_spec(other))["rows"]
@@ -90,9 +54,9 @@ def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monk
     assert [r["omega_max_K"] for r in rows2] == [r["omega_max_K"] for r in rows]
 
 
-def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path, monkeypatch):
+def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path, monkeypatch, emt_spec):
     monkeypatch.chdir(tmp_path)
-    spec_path = _spec(tmp_path, relax_models=True)
+    spec_path = emt_spec(tmp_path, relax_models=True)
     summary = run_campaign(load_spec(spec_path), progress=False, plots=False)
     assert summary.failed_jobs == 0, summary.text()
     # the cells above are not EMT's equilibrium, so the relaxed model's phonons differ
@@ -135,7 +99,7 @@ def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path
     assert {"force_constants_eV_per_A2", "result", "settings"} <= set(stored["analysis Cu EMT-same"])
 
 
-def test_every_job_carries_identity_and_a_chained_key(tmp_path, monkeypatch):
+def test_every_job_carries_identity_and_a_chained_key(tmp_path, monkeypatch, emt_spec):
     """Jobs are tagged by the maker with campaign, kind, material, model, stage and a content key;
     the key changes when a setting that determines the output changes, and only downstream."""
     from pftflow.flows.campaigns import build_phonons
@@ -144,16 +108,14 @@ def test_every_job_carries_identity_and_a_chained_key(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = make_job_store(tmp_path / "camp")
     store.connect()
-    flow, _ = build_phonons(load_spec(_spec(tmp_path)), store)
+    flow, _ = build_phonons(load_spec(emt_spec(tmp_path)), store)
     jobs = [j for j, _ in flow.iterflow()]
     stages = {(j.metadata.get("material_id"), j.metadata.get("model"), j.metadata["stage"]) for j in jobs}
     assert ("Cu", "reference", "forces") in stages and ("Al", "EMT-same", "compare") in stages
     assert all(j.metadata["campaign"] == "emt-test" and j.metadata["kind"] == "phonons" for j in jobs)
     keys = [j.metadata.get("pftflow_key") for j in jobs if j.metadata["stage"] != "parameters"]
     assert len(set(keys)) == len(keys)  # one key per job
-    text = _spec(tmp_path).read_text().replace("band_npoints: 11", "band_npoints: 13")
-    (tmp_path / "spec2.yaml").write_text(text)
-    flow2, _ = build_phonons(load_spec(tmp_path / "spec2.yaml"), store)
+    flow2, _ = build_phonons(load_spec(emt_spec(tmp_path, file="spec2.yaml", band_npoints=13)), store)
     by = lambda fl: {(j.metadata.get("material_id"), j.metadata.get("model"), j.metadata["stage"]): j.metadata.get("pftflow_key") for j, _ in fl.iterflow()}  # noqa: E731
     k1, k2 = by(flow), by(flow2)
     # band_npoints is an analysis setting: displacements and forces keep their keys, analyses change
@@ -162,11 +124,11 @@ def test_every_job_carries_identity_and_a_chained_key(tmp_path, monkeypatch):
     store.close()
 
 
-def test_cli_results_json(tmp_path, monkeypatch):
+def test_cli_results_json(tmp_path, monkeypatch, emt_spec):
     from pftflow.cli import main
 
     monkeypatch.chdir(tmp_path)
-    spec_path = _spec(tmp_path)
+    spec_path = emt_spec(tmp_path)
     assert main(["run", str(spec_path), "--no-progress", "--no-plots"]) == 0
     import io
     from contextlib import redirect_stdout
@@ -188,11 +150,11 @@ def _last_json(text: str) -> dict:
     return json.loads(text[start:])
 
 
-def test_fireworks_submit_and_launch_embedded(tmp_path):
+def test_fireworks_submit_and_launch_embedded(tmp_path, emt_spec):
     """`pftflow submit --launch` on FireWorks' mongomock LaunchPad runs every job; a second submit
     adds nothing: the work is in the store and the parameters record on the LaunchPad
     (tests/run/test_fireworks.py checks more)."""
-    spec_path = _spec(tmp_path)
+    spec_path = emt_spec(tmp_path)
     env = {k: v for k, v in __import__("os").environ.items() if k != "MONGOMOCK_SERVERSTORE_FILE"}
     run = lambda *a: subprocess.run([sys.executable, "-m", "pftflow.cli", *a], cwd=tmp_path, env=env, capture_output=True, text=True)  # noqa: E731
     first = run("submit", str(spec_path), "--launch")
@@ -204,17 +166,11 @@ def test_fireworks_submit_and_launch_embedded(tmp_path):
     assert out2["fireworks_added"] == 0 and out2["reused"]["model"] == ["Cu/EMT-same", "Al/EMT-same"]
 
 
-def test_relaxed_reference_and_identically_relaxed_model_agree(tmp_path, monkeypatch):
+def test_relaxed_reference_and_identically_relaxed_model_agree(tmp_path, monkeypatch, emt_spec):
     """reference.relax relaxes the cell with the reference calculator first; a model that is the
     same calculator, relaxed with the same protocol, then reaches the same cell and phonons."""
     monkeypatch.chdir(tmp_path)
-    text = SPEC.format(store=tmp_path / "camp", relax_models="true").replace(
-        'import_path: "ase.calculators.emt:EMT"}\nmodels', 'import_path: "ase.calculators.emt:EMT"}\n  relax: {fmax_eV_per_A: 1.0e-5, steps: 300}\nmodels'
-    )
-    text = text.replace("  relax_models: true", "  relax_models: true\n  relax: {fmax_eV_per_A: 1.0e-5, steps: 300}")
-    p = tmp_path / "spec.yaml"
-    p.write_text(text)
-    spec = load_spec(p)
+    spec = load_spec(emt_spec(tmp_path, relax_models=True, relax="{fmax_eV_per_A: 1.0e-5, steps: 300}"))
     assert spec.reference.relax.fmax_eV_per_A == 1e-5 and spec.reference.relax.steps == 300
     summary = run_campaign(spec, progress=False, plots=False)
     assert summary.failed_jobs == 0, summary.text()
@@ -229,19 +185,14 @@ def _broken_calculator():
     raise RuntimeError("model weights missing: /nowhere/model.pth")
 
 
-def test_failing_model_is_reported_and_others_still_run(tmp_path, monkeypatch):
+def test_failing_model_is_reported_and_others_still_run(tmp_path, monkeypatch, emt_spec):
     """A model whose calculator fails at run time fails its own jobs only: the summary names the
     material, model, stage and the reason, the traceback goes to the campaign log (not the
     terminal), the CLI exits non-zero, and the other model's results are complete."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "brokencalc.py").write_text("def make():\n    raise RuntimeError('model weights missing: /nowhere/model.pth')\n")
-    text = SPEC.format(store=tmp_path / "camp", relax_models="false").replace(
-        "models:\n", 'models:\n  - {backend: ase, name: broken, import_path: "brokencalc:make"}\n'
-    )
-    p = tmp_path / "spec.yaml"
-    p.write_text(text)
-    spec = load_spec(p)
+    spec = load_spec(emt_spec(tmp_path, models=(("broken", "brokencalc:make"), "EMT-same")))
     summary = run_campaign(spec, progress=False, plots=False)
     assert summary.failed_jobs == 2  # the forces job of "broken" on Cu and on Al
     assert {(f.material_id, f.model, f.stage) for f in summary.failures} == {("Cu", "broken", "forces"), ("Al", "broken", "forces")}

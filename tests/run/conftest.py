@@ -1,6 +1,6 @@
-"""Helpers for the runner tests: a cheap EMT harmonic campaign (ase EMT stands in for the reference
-and the models, as in tests/flows/test_campaigns.py), optionally with a model that fails at run
-time, and direct reads of the embedded store's SQLite file (safe beside a running writer: WAL)."""
+"""Helpers for the runner tests: the cheap EMT harmonic campaign of the ``emt_spec`` fixture
+(tests/conftest.py), optionally with a model that fails at run time, and direct reads of the
+embedded store's SQLite file (safe beside a running writer: WAL)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-SPEC = """
-name: emt-run
-kind: phonons
-store: {{path: {store}}}
-materials:
-  - id: Cu
-    source: "fcc Cu a = 3.61 Å"
-    structure:
-      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
-      species: [Cu]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-  - id: Al
-    source: "fcc Al a = 4.05 Å"
-    structure:
-      cell_A: [[0.0, 2.025, 2.025], [2.025, 0.0, 2.025], [2.025, 2.025, 0.0]]
-      species: [Al]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-reference:
-  mode: compute
-  calculator: {{backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}}
-models:
-{models}
-settings:
-  phonons: {{mesh: [8, 8, 8], band_npoints: 11}}
-  relax_models: true
-"""
-
-SAME = '  - {backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}'
-BROKEN = '  - {backend: ase, name: broken, import_path: "runtest_brokencalc:make"}'
 
 BROKEN_MODULE = '''
 class ModelWeightsMissing(RuntimeError):
@@ -55,7 +23,7 @@ def make():
 
 
 @pytest.fixture
-def emt_campaign(tmp_path, monkeypatch):
+def emt_campaign(tmp_path, monkeypatch, emt_spec):
     """``make(broken=False, name="spec.yaml") -> spec path`` in ``tmp_path`` (cwd), the store in
     ``tmp_path/camp``; ``broken=True`` adds a model whose calculator raises (with a hint)."""
     monkeypatch.chdir(tmp_path)
@@ -63,10 +31,8 @@ def emt_campaign(tmp_path, monkeypatch):
     (tmp_path / "runtest_brokencalc.py").write_text(BROKEN_MODULE)
 
     def make(broken: bool = False, name: str = "spec.yaml", same: bool = True) -> Path:
-        models = "\n".join(([BROKEN] if broken else []) + ([SAME] if same else []))
-        p = tmp_path / name
-        p.write_text(SPEC.format(store=tmp_path / "camp", models=models))
-        return p
+        models = ((("broken", "runtest_brokencalc:make"),) if broken else ()) + (("EMT-same",) if same else ())
+        return emt_spec(tmp_path, file=name, name="emt-run", models=models, relax_models=True)
 
     return make
 

@@ -19,47 +19,11 @@ import pytest
 from pftflow.results import load_results
 from pftflow.spec import load_spec
 
-SPEC = """
-name: emt-fw
-kind: phonons
-store: {path: camp}
-materials:
-  - id: Cu
-    source: "fcc Cu a = 3.61 Å"
-    structure:
-      cell_A: [[0.0, 1.805, 1.805], [1.805, 0.0, 1.805], [1.805, 1.805, 0.0]]
-      species: [Cu]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-  - id: Al
-    source: "fcc Al a = 4.05 Å"
-    structure:
-      cell_A: [[0.0, 2.025, 2.025], [2.025, 0.0, 2.025], [2.025, 2.025, 0.0]]
-      species: [Al]
-      frac_coords: [[0, 0, 0]]
-    supercell_matrix: [3, 3, 3]
-reference:
-  mode: compute
-  calculator: {backend: ase, name: EMT-ref, import_path: "ase.calculators.emt:EMT"}
-models:
-  - {backend: ase, name: EMT-same, import_path: "ase.calculators.emt:EMT"}
-settings:
-  phonons: {mesh: [8, 8, 8], band_npoints: 11}
-  relax_models: false
-"""
-SECOND_MODEL = '  - {backend: ase, name: EMT-b, import_path: "ase.calculators.emt:EMT"}\n'
+#: the emt_spec campaign (tests/conftest.py) with its store at the relative path ``camp``
+FW_SPEC = {"name": "emt-fw", "store": "camp"}
 #: Fireworks of the campaign: per material 3 reference jobs (displacements, forces, analysis) and 4
 #: per model (+ compare), and the parameters record
 N_ONE_MODEL = 2 * (3 + 4) + 1
-
-
-def _write_spec(tmp_path: Path, two_models: bool = False, name: str = "spec.yaml") -> Path:
-    text = SPEC
-    if two_models:
-        text = text.replace("settings:\n", SECOND_MODEL + "settings:\n", 1)
-    p = tmp_path / name
-    p.write_text(text)
-    return p
 
 
 def _env() -> dict:
@@ -81,7 +45,7 @@ def _compare_rows(spec) -> dict:
     return {(r["material_id"], r["model"]): r for r in res["rows"]}
 
 
-def test_submit_twice_adds_the_work_once_and_a_new_model_only_its_jobs(tmp_path, monkeypatch):
+def test_submit_twice_adds_the_work_once_and_a_new_model_only_its_jobs(tmp_path, monkeypatch, emt_spec):
     """A second submit adds nothing; a spec with one more model adds only that model's jobs (and
     the new parameters record), chained after the reference Fireworks already on the LaunchPad;
     ``--launch`` (rapidfire, relative store path) then completes all of it once."""
@@ -89,7 +53,8 @@ def test_submit_twice_adds_the_work_once_and_a_new_model_only_its_jobs(tmp_path,
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MONGOMOCK_SERVERSTORE_FILE", raising=False)
-    one, two = load_spec(_write_spec(tmp_path)), load_spec(_write_spec(tmp_path, two_models=True, name="spec2.yaml"))
+    one = load_spec(emt_spec(tmp_path, **FW_SPEC))
+    two = load_spec(emt_spec(tmp_path, file="spec2.yaml", models=("EMT-same", "EMT-b"), **FW_SPEC))
 
     first = submit_campaign(one)
     lp_file = Path(first["launchpad"])
@@ -133,11 +98,11 @@ def test_submit_twice_adds_the_work_once_and_a_new_model_only_its_jobs(tmp_path,
     assert lost["states"] == {"COMPLETED": len(fws), "READY": 2, "WAITING": 2 * (3 + 2 * 4) - 2}
 
 
-def test_rlaunch_worker_process_light_then_cpu(tmp_path):
+def test_rlaunch_worker_process_light_then_cpu(tmp_path, emt_spec):
     """``pftflow submit`` (no launch), then separate ``rlaunch`` processes on the same
     mongomock-persistence file: a ``light``-only worker runs only light jobs; a light + cpu-heavy
     worker completes the campaign; ``pftflow results`` shows its rows."""
-    spec_path = _write_spec(tmp_path)
+    spec_path = emt_spec(tmp_path, **FW_SPEC)
     env = _env()
     cli = lambda *a: subprocess.run([sys.executable, "-m", "pftflow.cli", *a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # noqa: E731
     sub = cli("submit", str(spec_path.name))
