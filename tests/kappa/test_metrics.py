@@ -92,6 +92,9 @@ def test_reference_against_itself_and_perturbed(ksrme_dir):
         assert mode.sum() / w.sum() == pytest.approx(k, rel=1e-8)  # weights included in the per-mode κ
         m = material_metrics(k, mode, k, mode, w, qpoints_pred=r.qpoints, qpoints_ref=r.qpoints)
         assert m["srd"] == 0 and m["sre"] == 0 and m["srme"] == 0
+        shifted = np.asarray(r.qpoints) + np.eye(3, dtype=int)[np.arange(len(r.qpoints)) % 3]  # q + G: same points
+        assert material_metrics(k, mode, k, mode, w, qpoints_pred=shifted, qpoints_ref=r.qpoints)["srme"] == 0
+        assert material_metrics(k, mode, k, mode, w, qpoints_pred=np.asarray(r.qpoints) + 0.01, qpoints_ref=r.qpoints)["failed_reason"].startswith("qpoint_mismatch")
         # uniform scaling by 1.2: every mode error = 0.2 κ(q,s) -> SRME = SRE = 2 * 0.2 / 2.2
         m = material_metrics(1.2 * k, 1.2 * mode, k, mode, w)
         assert m["srd"] == pytest.approx(0.4 / 2.2) and m["srme"] == pytest.approx(0.4 / 2.2)

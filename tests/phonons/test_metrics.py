@@ -148,6 +148,21 @@ def test_mesh_mismatch_is_named(ref, change, message):
     assert m["omega_max_error_K"] == 0.0 and m["band_rmse_THz"] == 0.0
 
 
+def test_mesh_points_equal_up_to_a_reciprocal_lattice_vector(ref, model, al_emt_phonopy):
+    """A model whose symmetry reduction picked another representative of a zone-boundary q-point
+    (q + G; seen on relaxed chalcogenide cells: [0.357, 0, -0.5] vs [0.357, 0, 0.5]) is compared
+    at that point: phonopy's frequencies are periodic in G."""
+    shifted = [[0.0, 0.0, 0.0], [-0.5, 0.0, 1.0], [0.5, -0.5, 0.0]]
+    other = fake_result(450.0, S=12.0, F=4.5, C=19.0, stable=False, mesh_f=MODEL_MESH_F, bands_f=MODEL_BANDS_F, qpoints=shifted)
+    assert mesh_frequency_errors(ref.mesh, other.mesh) == mesh_frequency_errors(ref.mesh, model.mesh)
+    ph = al_emt_phonopy()
+    q = np.array([[0.357, 0.0, -0.5], [0.25, 0.5, -0.6]])
+    ph.run_qpoints(q)
+    f = ph.qpoints.frequencies.copy()
+    ph.run_qpoints(q + np.array([[0, 0, 1], [1, -1, 1]]))
+    np.testing.assert_allclose(ph.qpoints.frequencies, f, atol=1e-10)
+
+
 def test_band_path_mismatch_is_named(ref):
     bs = dict(ref.band_structure)
     bs["qpoints"] = [BAND_Q[0], [[0.5, 0, 0], [0.5, 0.5, 0.5]]]
