@@ -155,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(summary.text())
             return 0 if summary.failed_jobs == 0 else 1
         if args.cmd == "submit":
-            from pftflow.run import submit_campaign
-
+            try:
+                from pftflow.run import submit_campaign
+            except ModuleNotFoundError as exc:
+                if (exc.name or "").split(".")[0] != "fireworks":
+                    raise
+                print("pftflow submit: FireWorks is not installed: pip install 'pftflow[fireworks]' (or use pftflow run)", file=sys.stderr)
+                return 2
             out = submit_campaign(_spec(args.spec), launch=args.launch, fworker=args.fworker, categories=args.category, max_launches=args.max_launches)
             print(json.dumps(jsonable(out), indent=2))
             return 0

@@ -20,6 +20,11 @@
 * **LaunchPad**: ``fireworks: {launchpad_file: my_launchpad.yaml}`` in the spec (MongoDB), else
   FireWorks' mongomock-persistence LaunchPad in ``<store>/fireworks_launchpad.json`` (no server;
   one process at a time: it is read whole when opened and written whole when closed).
+* **Failures are results**: every Firework runs its job with :class:`PftflowJobFiretask` (jobflow's
+  ``JobFiretask`` that, when the job raises, writes a :class:`~pftflow.documents.FailureDoc` into
+  the job's store as ``pftflow run`` does, then re-raises so the Firework FIZZLES), the Fireworks a
+  job adds at run time (replace / addition / detour) included.  ``pftflow results`` / ``status``
+  show the pair as failed with its reason; a rerun that succeeds makes it ``ok`` again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from fireworks import explicit_serialize
+from jobflow.managers.fireworks import JobFiretask
 
 #: file of the embedded (mongomock-persistence) LaunchPad inside the campaign store folder
 EMBEDDED_LAUNCHPAD = "fireworks_launchpad.json"
@@ -117,6 +125,81 @@ def open_launchpad(spec):
         return LaunchPad.from_file(lp_file), str(lp_file)
     path = embedded_launchpad_path(spec)
     return open_embedded_launchpad(path), str(path)
+
+
+# ------------------------------------------------------------------------------------ failures
+#: file in a Firework's launch directory holding the traceback of its failed job
+FAILURE_LOG = "pftflow_failure.log"
+
+
+@explicit_serialize
+class PftflowJobFiretask(JobFiretask):
+    """jobflow's ``JobFiretask`` (same ``job`` / ``store`` parameters, same store handling) that
+    records a failed job: on an exception it writes a :class:`~pftflow.documents.FailureDoc` into
+    the job's store (the fields ``pftflow run`` writes; ``log_file``: the traceback, written to
+    ``pftflow_failure.log`` in the launch directory) and re-raises, so the Firework still FIZZLES
+    and FireWorks keeps the traceback.  The Fireworks a job adds at run time (its Response's
+    replace / addition / detour) run with this task too.  ``_fw_name`` is
+    ``{{pftflow.run.fireworks.PftflowJobFiretask}}``: a worker imports it by module path."""
+
+    def run_task(self, fw_spec):
+        try:
+            action = super().run_task(fw_spec)
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # not KeyboardInterrupt / SystemExit: the job did not fail by itself
+                self._record_failure(exc, fw_spec)
+            raise
+        for wf in (action.detours or []) + (action.additions or []):
+            use_pftflow_tasks(wf)
+        return action
+
+    def _record_failure(self, exc: Exception, fw_spec: dict) -> None:
+        """Write the FailureDoc; a problem doing so is logged, never raised (the job's exception
+        is what FireWorks must record)."""
+        import logging
+        import platform
+        import time
+        import traceback
+
+        try:
+            from jobflow import SETTINGS
+
+            from pftflow.documents import FailureDoc
+            from pftflow.flows.campaigns import record_failure
+            from pftflow.run.local import hint_for, one_line
+
+            job = self.get("job")
+            meta = dict(getattr(job, "metadata", None) or {})
+            log_file = None
+            try:  # the rocket runs the task in its launch directory
+                log = Path.cwd() / FAILURE_LOG
+                with log.open("a") as fh:
+                    fh.write(f"=== {getattr(job, 'name', '?')} ({time.strftime('%Y-%m-%d %H:%M:%S')}) "
+                             f"{meta.get('material_id')} / {meta.get('model')} / {meta.get('stage')}\n"
+                             + "".join(traceback.format_exception(exc)) + "\n")
+                log_file = str(log)
+            except OSError:
+                pass
+            doc = FailureDoc(
+                campaign=meta.get("campaign") or fw_spec.get("campaign") or "", kind=meta.get("kind") or fw_spec.get("kind") or "",
+                material_id=meta.get("material_id"), model=meta.get("model"), stage=meta.get("stage"),
+                error_class=type(exc).__name__, reason=one_line(exc), hint=hint_for(exc),
+                job_name=getattr(job, "name", None) or "?", job_uuid=getattr(job, "uuid", None), pftflow_key=meta.get("pftflow_key"),
+                time=time.time(), host=platform.node(), log_file=log_file,
+            )
+            store = self.get("store") or SETTINGS.JOB_STORE
+            store.connect()  # a no-op when the job connected it (jobflow's run_task does first)
+            record_failure(store, doc, meta)
+        except Exception:  # noqa: BLE001 - never mask the job's own exception
+            logging.getLogger(__name__).warning("pftflow could not record the failure of a Firework job:\n%s", traceback.format_exc())
+
+
+def use_pftflow_tasks(wf):
+    """``wf`` (a FireWorks Workflow) with the jobflow ``JobFiretask`` of each Firework replaced by
+    :class:`PftflowJobFiretask` (same parameters), in place."""
+    for fw in wf.fws:
+        fw.tasks = [PftflowJobFiretask(dict(t)) if type(t) is JobFiretask else t for t in fw.tasks]
+    return wf
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -221,7 +304,7 @@ def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_f
     if isinstance(flow, Flow) and not flow.jobs:
         return {"fireworks_added": 0, "fireworks_on_launchpad": 0, "fireworks_rerun": 0, "workflows": [], "warnings": []}
     prepare_jobs(flow)
-    wf = flow_to_workflow(flow, store=store, allow_external_references=True)
+    wf = use_pftflow_tasks(flow_to_workflow(flow, store=store, allow_external_references=True))
     job_of = {fw.fw_id: fw.tasks[0]["job"] for fw in wf.fws}
     for fw in wf.fws:
         fw.spec[FW_KEY] = fw_key(job_of[fw.fw_id])
