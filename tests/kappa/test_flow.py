@@ -129,6 +129,10 @@ def test_campaign_emt_end_to_end(cu_files, tmp_path):
     run_locally(kappa_campaign_flow(spec, store=store), store=store, create_folders=False, ensure_success=True, log=False)
     assert [d["uuid"] for d in store.query({"metadata.campaign": "kappa-emt", "metadata.force_set": "fc3"}, properties=["uuid"])] == [fc3["uuid"]]
     assert load_kappa_results(spec, store)["rows"][0]["kappa_W_per_mK"] == pytest.approx(k, rel=1e-12)
+    # a model of the spec without a result is a row (missing), not left out, and not in the means
+    more = load_kappa_results(dict(spec, models=[EMT, dict(EMT, name="EMT-b")]), store)
+    assert [(r["model"], r.get("status", "ok"), r["kappa_W_per_mK"]) for r in more["rows"]] == [("EMT", "ok", pytest.approx(k)), ("EMT-b", "missing", None)]
+    assert more["summary"]["EMT-b"] == {"n_missing": 1} and more["summary"]["EMT"]["mean_srme"] == res["summary"]["EMT"]["mean_srme"]
     store.close()
 
 

@@ -495,9 +495,23 @@ def load_kappa_results(spec: dict, store) -> dict:
     rows, means = summarize_kappa(outputs)
     order = {}
     try:
-        order = {m.material_id: i for i, m in enumerate(kappa_materials(spec))}
-    except Exception:  # noqa: BLE001 - input files moved: keep store order
-        pass
+        mats = kappa_materials(spec)
+    except Exception:  # noqa: BLE001 - input files moved: keep store order, list only what is stored
+        mats = []
+    order = {m.material_id: i for i, m in enumerate(mats)}
+    # every material x model of the spec has a row: without a result, failed (reason of its stored
+    # FailureDoc) or missing (not run / not finished); these rows do not enter the means
+    from pftflow.flows.campaigns import pair_status
+    from pftflow.identity import model_name
+
+    names = {m.material_id: m.name for m in mats}
+    pairs = [(m.material_id, model_name(c)) for c in spec.get("models") or [] for m in mats]
+    for r in pair_status(name, store, pairs, {(r["material_id"], r["model"]) for r in rows}).values():
+        rows.append({**{c: None for c, _, _ in KAPPA_COLUMNS}, "material_id": r["material_id"], "name": names.get(r["material_id"]), "model": r["model"], "failed": r["failed"],
+                     "failed_reason": r.get("error") if r["failed"] else "missing: not run or not finished (pftflow status)",
+                     "status": r["status"], "failed_stage": r.get("failed_stage"), "hint": r.get("hint")})
+        means.setdefault(r["model"], {}).setdefault("n_missing", 0)
+        means[r["model"]]["n_missing"] += 1
     rows.sort(key=lambda r: (str(r["model"]), order.get(r["material_id"], 1e9)))
     return {"campaign": name, "kind": "kappa", "rows": rows, "summary": means, "columns": KAPPA_COLUMNS}
 
