@@ -271,7 +271,7 @@ def train(
         co_batches = _batches(len(data.cotrain), cfg.cotrain_batch_size or cfg.batch_size, rng) if use_cotrain else []
         co_ptr = 0
         sums: dict[str, float] = {}
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if cfg.progress else True, leave=False)
         for step, idx in enumerate(bar):
             plan = [("phonon", idx)]
             for _ in range(cfg.cotrain_ratio if use_cotrain else 0):
