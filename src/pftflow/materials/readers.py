@@ -18,8 +18,10 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import json
 import lzma
 import os
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -407,8 +409,6 @@ def _checked_key(path, fmt, force_sets, born) -> str | None:
 
 def _checked_records() -> dict:
     try:
-        import json
-
         return json.loads((_cache_dir() / "checked-references.json").read_text())
     except (OSError, ValueError):
         return {}
@@ -424,9 +424,6 @@ def checked_species(path, *, fmt=None, force_sets=None, born=None) -> tuple[str,
 
 def remember_checked(path, species, *, fmt=None, force_sets=None, born=None) -> None:
     """Record that ``path`` passed the load-time checks (best effort: an unwritable cache is skipped)."""
-    import json
-    import tempfile
-
     key = _checked_key(path, fmt, force_sets, born)
     if key is None:
         return

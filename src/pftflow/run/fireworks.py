@@ -157,36 +157,29 @@ class PftflowJobFiretask(JobFiretask):
         """Write the FailureDoc; a problem doing so is logged, never raised (the job's exception
         is what FireWorks must record)."""
         import logging
-        import platform
         import time
         import traceback
 
         try:
             from jobflow import SETTINGS
 
-            from pftflow.documents import FailureDoc
             from pftflow.flows.campaigns import record_failure
-            from pftflow.run.local import hint_for, one_line
+            from pftflow.run.local import failure_doc, failure_log_header, hint_for, one_line
 
             job = self.get("job")
             meta = dict(getattr(job, "metadata", None) or {})
+            name = getattr(job, "name", None) or "?"
             log_file = None
             try:  # the rocket runs the task in its launch directory
                 log = Path.cwd() / FAILURE_LOG
                 with log.open("a") as fh:
-                    fh.write(f"=== {getattr(job, 'name', '?')} ({time.strftime('%Y-%m-%d %H:%M:%S')}) "
-                             f"{meta.get('material_id')} / {meta.get('model')} / {meta.get('stage')}\n"
-                             + "".join(traceback.format_exception(exc)) + "\n")
+                    fh.write(failure_log_header(name, meta) + "\n" + "".join(traceback.format_exception(exc)) + "\n")
                 log_file = str(log)
             except OSError:
                 pass
-            doc = FailureDoc(
-                campaign=meta.get("campaign") or fw_spec.get("campaign") or "", kind=meta.get("kind") or fw_spec.get("kind") or "",
-                material_id=meta.get("material_id"), model=meta.get("model"), stage=meta.get("stage"),
-                error_class=type(exc).__name__, reason=one_line(exc), hint=hint_for(exc),
-                job_name=getattr(job, "name", None) or "?", job_uuid=getattr(job, "uuid", None), pftflow_key=meta.get("pftflow_key"),
-                time=time.time(), host=platform.node(), log_file=log_file,
-            )
+            doc = failure_doc(meta, campaign=fw_spec.get("campaign") or "", kind=fw_spec.get("kind") or "", job_name=name,
+                              job_uuid=getattr(job, "uuid", None), reason=one_line(exc), error_class=type(exc).__name__,
+                              hint=hint_for(exc), when=time.time(), log_file=log_file)
             store = self.get("store") or SETTINGS.JOB_STORE
             store.connect()  # a no-op when the job connected it (jobflow's run_task does first)
             record_failure(store, doc, meta)

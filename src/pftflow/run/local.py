@@ -137,6 +137,24 @@ def hint_for(exc: BaseException) -> str | None:
     return None
 
 
+def failure_log_header(job_name: str, meta: dict) -> str:
+    """First line of a failed job's traceback entry in a log file: name, time, material / model / stage."""
+    return f"=== {job_name} ({time.strftime('%Y-%m-%d %H:%M:%S')}) {meta.get('material_id')} / {meta.get('model')} / {meta.get('stage')}"
+
+
+def failure_doc(meta: dict, *, campaign: str, kind: str, job_name: str, job_uuid: str | None, reason: str, error_class: str,
+                hint: str | None, when: float, log_file: str | None):
+    """The :class:`~pftflow.documents.FailureDoc` of a failed job with metadata ``meta`` (identity from it;
+    ``campaign`` / ``kind`` where it has none), as the local runner and the FireWorks task write it."""
+    from pftflow.documents import FailureDoc
+
+    return FailureDoc(
+        campaign=meta.get("campaign") or campaign, kind=meta.get("kind") or kind, material_id=meta.get("material_id"),
+        model=meta.get("model"), stage=meta.get("stage"), error_class=error_class, reason=reason, hint=hint, job_name=job_name,
+        job_uuid=job_uuid, pftflow_key=meta.get("pftflow_key"), time=when, host=platform.node(), log_file=log_file,
+    )
+
+
 class _JobProgress(logging.Handler):
     """Advances the progress bar on jobflow's per-job log records, stamps each job's metadata with
     the run id and start time, and records failures.
@@ -199,8 +217,6 @@ class _JobProgress(logging.Handler):
     def _failure(self, msg: str, when: float):
         from jobflow import CURRENT_JOB
 
-        from pftflow.documents import FailureDoc
-
         name, _, tb = msg.partition(" failed with exception:")
         name = name.strip()
         exc = sys.exc_info()[1]
@@ -215,13 +231,9 @@ class _JobProgress(logging.Handler):
         self.failures.append(JobFailure(name, meta.get("material_id"), meta.get("model"), meta.get("stage"), reason, error_class, hint))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a") as fh:
-            fh.write(f"=== {name} ({time.strftime('%Y-%m-%d %H:%M:%S')}) {meta.get('material_id')} / {meta.get('model')} / {meta.get('stage')}\n{tb.strip()}\n\n")
-        doc = FailureDoc(
-            campaign=meta.get("campaign", self.campaign), kind=meta.get("kind", self.kind), material_id=meta.get("material_id"),
-            model=meta.get("model"), stage=meta.get("stage"), error_class=error_class, reason=reason, hint=hint, job_name=name,
-            job_uuid=None if job is None else job.uuid, pftflow_key=meta.get("pftflow_key"), time=when, host=platform.node(),
-            log_file=str(self.log_path),
-        )
+            fh.write(f"{failure_log_header(name, meta)}\n{tb.strip()}\n\n")
+        doc = failure_doc(meta, campaign=self.campaign, kind=self.kind, job_name=name, job_uuid=None if job is None else job.uuid,
+                          reason=reason, error_class=error_class, hint=hint, when=when, log_file=str(self.log_path))
         record_failure(self.store, doc, {**meta, "run_id": self.run_id})
 
 
