@@ -133,6 +133,18 @@ def test_campaign_emt_end_to_end(cu_files, tmp_path):
     more = load_kappa_results(dict(spec, models=[EMT, dict(EMT, name="EMT-b")]), store)
     assert [(r["model"], r.get("status", "ok"), r["kappa_W_per_mK"]) for r in more["rows"]] == [("EMT", "ok", pytest.approx(k)), ("EMT-b", "missing", None)]
     assert more["summary"]["EMT-b"] == {"n_missing": 1} and more["summary"]["EMT"]["mean_srme"] == res["summary"]["EMT"]["mean_srme"]
+    # a pair whose job crashed (a stored FailureDoc) is scored like a physics failure: SRD = SRE = SRME = 2 in the means
+    from pftflow.flows.campaigns import record_failure
+    from pftflow.run.local import failure_doc
+
+    meta = {"campaign": "kappa-emt", "kind": "kappa", "material_id": "emt-Cu", "model": "EMT-b", "stage": "fc3_forces"}
+    record_failure(store, failure_doc(meta, campaign="kappa-emt", kind="kappa", job_name="fc3 forces emt-Cu EMT-b", job_uuid="u1",
+                                      reason="RuntimeError: boom", error_class="RuntimeError", hint=None, when=1.0, log_file=None), meta)
+    more = load_kappa_results(dict(spec, models=[EMT, dict(EMT, name="EMT-b")]), store)
+    failed = [r for r in more["rows"] if r["model"] == "EMT-b"]
+    assert [(r["status"], r["failed"], r["srme"], r["sre"]) for r in failed] == [("failed", True, 2.0, 2.0)]
+    assert "fc3_forces failed" in failed[0]["failed_reason"] and "boom" in failed[0]["failed_reason"]
+    assert more["summary"]["EMT-b"] == {"n_materials": 1, "n_failed": 1, "mean_sre": 2.0, "mean_srme": 2.0}
     store.close()
 
 

@@ -499,19 +499,29 @@ def load_kappa_results(spec: dict, store) -> dict:
     except Exception:  # noqa: BLE001 - input files moved: keep store order, list only what is stored
         mats = []
     order = {m.material_id: i for i, m in enumerate(mats)}
-    # every material x model of the spec has a row: without a result, failed (reason of its stored
-    # FailureDoc) or missing (not run / not finished); these rows do not enter the means
+    # every material x model of the spec has a row.  Without a result it is failed (a stored FailureDoc:
+    # the job crashed) or missing (not run / not finished).  A failed pair counts SRD = SRE = SRME = 2 in the
+    # means, like a physics failure (k_SRME rule: a model that cannot give κ is scored as the worst case);
+    # a missing pair stays out of the means and is counted in n_missing.
     from pftflow.flows.campaigns import pair_status
     from pftflow.identity import model_name
+    from pftflow.kappa.metrics import failed_metrics, mean_metrics
 
     names = {m.material_id: m.name for m in mats}
     pairs = [(m.material_id, model_name(c)) for c in spec.get("models") or [] for m in mats]
+    n_missing: dict[str, int] = {}
     for r in pair_status(name, store, pairs, {(r["material_id"], r["model"]) for r in rows}).values():
-        rows.append({**{c: None for c, _, _ in KAPPA_COLUMNS}, "material_id": r["material_id"], "name": names.get(r["material_id"]), "model": r["model"], "failed": r["failed"],
-                     "failed_reason": r.get("error") if r["failed"] else "missing: not run or not finished (pftflow status)",
-                     "status": r["status"], "failed_stage": r.get("failed_stage"), "hint": r.get("hint")})
-        means.setdefault(r["model"], {}).setdefault("n_missing", 0)
-        means[r["model"]]["n_missing"] += 1
+        row = {**{c: None for c, _, _ in KAPPA_COLUMNS}, "material_id": r["material_id"], "name": names.get(r["material_id"]), "model": r["model"],
+               "status": r["status"], "failed_stage": r.get("failed_stage"), "hint": r.get("hint")}
+        if r["failed"]:
+            row.update(failed_metrics(f"{r.get('failed_stage') or 'job'} failed: {r.get('error')}"))
+        else:
+            row.update(failed=False, failed_reason="missing: not run or not finished (pftflow status)")
+            n_missing[r["model"]] = n_missing.get(r["model"], 0) + 1
+        rows.append(row)
+    for model in dict.fromkeys(r["model"] for r in rows):
+        scored = [r for r in rows if r["model"] == model and r.get("status") != "missing"]
+        means[model] = {**(mean_metrics(scored) if scored else {}), **({"n_missing": n_missing[model]} if model in n_missing else {})}
     rows.sort(key=lambda r: (str(r["model"]), order.get(r["material_id"], 1e9)))
     return {"campaign": name, "kind": "kappa", "rows": rows, "summary": means, "columns": KAPPA_COLUMNS}
 
