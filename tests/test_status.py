@@ -32,7 +32,7 @@ def test_status_before_during_and_after_runs(tmp_path, monkeypatch, emt_spec):
 
     # nothing run: every job missing, no run recorded
     st = campaign_status(load_spec(path))
-    assert st["totals"] == {"done": 0, "reused": 0, "failed": 0, "missing": 1 + 3 + 4 + 4}
+    assert st["totals"] == {"done": 0, "reused": 0, "running": 0, "failed": 0, "missing": 1 + 3 + 4 + 4}
     assert st["last_run"] is None and st["running"] is None
 
     summary = run_campaign(load_spec(path), progress=False, plots=False)
@@ -41,7 +41,7 @@ def test_status_before_during_and_after_runs(tmp_path, monkeypatch, emt_spec):
     jobs = _by(st)
     assert [k for k in jobs] == [(None, None, "parameters")] + [("Cu", "reference", s) for s in STAGES_REF] + [
         ("Cu", "broken", s) for s in STAGES_MODEL] + [("Cu", "EMT-same", s) for s in STAGES_MODEL]
-    assert st["totals"] == {"done": 1 + 3 + 1 + 4, "reused": 0, "failed": 1, "missing": 2}
+    assert st["totals"] == {"done": 1 + 3 + 1 + 4, "reused": 0, "running": 0, "failed": 1, "missing": 2}
     f = jobs[("Cu", "broken", "forces")]
     assert f["status"] == "failed" and f["reason"] == "FileNotFoundError: [Errno 2] No such file: '/nowhere/w.pth'"
     assert f["hint"] == "check the path '/nowhere/w.pth' in the spec"
@@ -53,7 +53,7 @@ def test_status_before_during_and_after_runs(tmp_path, monkeypatch, emt_spec):
     assert all(j["wall_time_s"] is not None and 0 <= j["wall_time_s"] < summary.wall_time_s for j in done)
     stage_sum = sum(v["wall_time_s"] for v in st["stages"].values())
     assert 0 < stage_sum <= summary.wall_time_s
-    assert st["stages"]["forces"] == {"jobs": 3, "done": 2, "reused": 0, "failed": 1, "missing": 0,
+    assert st["stages"]["forces"] == {"jobs": 3, "done": 2, "reused": 0, "running": 0, "failed": 1, "missing": 0,
                                       "wall_time_s": pytest.approx(jobs[("Cu", "reference", "forces")]["wall_time_s"] + jobs[("Cu", "EMT-same", "forces")]["wall_time_s"])}
     assert st["last_run"]["jobs_run"] == summary.jobs_run and st["last_run"]["finished_at"] is not None
 
@@ -63,14 +63,14 @@ def test_status_before_during_and_after_runs(tmp_path, monkeypatch, emt_spec):
     assert again.failed_jobs == 0 and again.jobs_run == 1 + 3
     st2 = campaign_status(load_spec(path))
     jobs2 = _by(st2)
-    assert st2["totals"] == {"done": 1 + 3, "reused": 3 + 1 + 4, "failed": 0, "missing": 0}
+    assert st2["totals"] == {"done": 1 + 3, "reused": 3 + 1 + 4, "running": 0, "failed": 0, "missing": 0}
     assert {k[2] for k, j in jobs2.items() if j["status"] == "done" and k[1] == "broken"} == {"forces", "analysis", "compare"}
     assert jobs2[("Cu", "EMT-same", "forces")]["wall_time_s"] == jobs[("Cu", "EMT-same", "forces")]["wall_time_s"]  # from its run
 
     text = format_status(st)
     assert "Cu        broken     forces         failed" in text
     assert "fix Cu / broken / forces: check the path '/nowhere/w.pth' in the spec" in text
-    assert "12 jobs: 9 done, 0 reused, 1 failed, 2 missing" in text and "last run: " in text
+    assert "12 jobs: 9 done, 0 reused, 0 running, 1 failed, 2 missing" in text and "last run: " in text
 
     from pftflow.cli import main
 
@@ -81,4 +81,52 @@ def test_status_before_during_and_after_runs(tmp_path, monkeypatch, emt_spec):
     buf = io.StringIO()
     with redirect_stdout(buf):
         assert main(["status", str(path)]) == 0
-    assert "stage          jobs  done  reused  failed  missing  wall [s]" in buf.getvalue()
+    assert "stage          jobs  done  reused  running  failed  missing  wall [s]" in buf.getvalue()
+
+
+def test_status_names_the_running_job_and_the_job_a_killed_run_died_in(tmp_path, monkeypatch, emt_spec):
+    """A job shows as running while the run's process runs it; after SIGKILL (what the kernel's OOM killer
+    sends: no traceback, no FailureDoc) it is failed with an "aborted" reason and a hint, and its
+    dependants are missing "not run"; a rerun finishes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started, go = tmp_path / "started", tmp_path / "go"
+    (tmp_path / "slowcalc.py").write_text(
+        "import os, pathlib, time\nfrom ase.calculators.emt import EMT\n\ndef make():\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n"
+        f"    while not os.path.exists({str(go)!r}):\n        time.sleep(0.05)\n    return EMT()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = emt_spec(tmp_path, name="emt-abort", materials=("Cu",), models=(("slow", "slowcalc:make"),))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pftflow.cli", "run", str(path), "--no-progress", "--no-plots"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.time()
+        while not started.exists():
+            assert proc.poll() is None and time.time() - t0 < 120, "the run ended before reaching the slow model"
+            time.sleep(0.1)
+        jobs = _by(campaign_status(load_spec(path)))
+        assert jobs[("Cu", "slow", "forces")]["status"] == "running" and jobs[("Cu", "slow", "forces")]["reason"].startswith("running since ")
+        assert jobs[("Cu", "reference", "forces")]["status"] == "done"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    st = campaign_status(load_spec(path))
+    jobs = _by(st)
+    f = jobs[("Cu", "slow", "forces")]
+    assert f["status"] == "failed" and f["reason"].startswith(f"aborted: the process of the run (pid {proc.pid} on ")
+    assert "killed by a signal or out of memory" in f["reason"] and "run the campaign again" in f["hint"]
+    assert jobs[("Cu", "slow", "analysis")]["reason"] == "not run: forces of Cu / slow was aborted"
+    assert st["totals"]["failed"] == 1 and st["running"] is None
+    assert "the last run's process died while running Cu / slow / forces" in format_status(st)
+
+    go.touch()  # the rerun gets past the model: the aborted job is done
+    assert run_campaign(load_spec(path), progress=False, plots=False).failed_jobs == 0
+    st = campaign_status(load_spec(path))
+    assert st["totals"]["failed"] == 0 and st["totals"]["missing"] == 0 and _by(st)[("Cu", "slow", "forces")]["status"] == "done"

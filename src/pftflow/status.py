@@ -7,6 +7,9 @@ and each job is looked up by key:
 * ``reused`` — its output is in the store from an earlier run (the latest run did not redo it);
 * ``failed`` — its latest attempt failed (reason and fix from its
   :class:`~pftflow.documents.FailureDoc`);
+* ``running`` — the live run of the campaign is running it now;
+* ``failed`` also for a job that was running when its run's process died (out of memory, a signal:
+  such an abort writes no FailureDoc, but the run record names the jobs it was running);
 * ``missing`` — not run yet, not finished (killed), or not run because a job it needs failed
   (the reason says which).
 
@@ -20,13 +23,14 @@ they exist and are not listed; their parent's status stands for them.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pftflow.flows.campaigns import KINDS, stored_failures, stored_jobs
 from pftflow.identity import REFERENCE_MODEL, STAGES
 
-STATUSES = ("done", "reused", "failed", "missing")
+STATUSES = ("done", "reused", "running", "failed", "missing")
 
 
 @dataclass
@@ -85,6 +89,11 @@ def campaign_status(spec, store=None) -> dict[str, Any]:
         for r in runs:
             timings.update(r["output"].get("timings") or {})
         params = store.docs_store.query_one({"metadata.campaign": spec.name, "metadata.stage": "parameters"}, properties=["uuid"])
+        embedded = not (spec.store_uri or os.environ.get("PFTFLOW_MONGODB_URI"))  # only the embedded store is locked, so only there is a dead run known
+        holder = current_holder(spec.store_dir) if embedded else None
+        # jobs the last run was running: now (its process holds the lock) or when its process died
+        live = holder is not None and last_run is not None and holder.pid == last_run.get("pid") and holder.host == last_run.get("host")
+        in_flight = {c["key"]: c for c in (last_run or {}).get("current_jobs") or [] if c.get("key")} if last_run and last_run.get("finished_at") is None else {}
 
         rows: list[JobStatus] = []
         blocked: dict[str, str] = {}  # uuid -> why it cannot run (a job it needs failed)
@@ -109,6 +118,14 @@ def campaign_status(spec, store=None) -> dict[str, Any]:
                 f = failures[key]
                 row.status, row.reason, row.hint = "failed", f.reason, f.hint
                 blocked[job.uuid] = f"{row.stage} of {row.material_id} / {row.model} failed"
+            elif key in in_flight and live:
+                row.status, row.reason = "running", f"running since {_when(in_flight[key].get('started_at'))}"
+            elif key in in_flight and holder is None and embedded:
+                row.status = "failed"
+                row.reason = (f"aborted: the process of the run (pid {last_run.get('pid')} on {last_run.get('host')}) died while this job ran "
+                              f"(started {_when(in_flight[key].get('started_at'))}); killed by a signal or out of memory, so no traceback")
+                row.hint = "run the campaign again (finished jobs are reused); if memory ran out, free memory or use a larger machine"
+                blocked[job.uuid] = f"{row.stage} of {row.material_id} / {row.model} was aborted"
             else:
                 why = next((blocked[p] for p in parents if p in blocked), None)
                 if why is not None:
@@ -127,7 +144,6 @@ def campaign_status(spec, store=None) -> dict[str, Any]:
             st["jobs"] += 1
             st[r.status] += 1
             st["wall_time_s"] += r.wall_time_s or 0.0
-        holder = current_holder(spec.store_dir) if not spec.store_uri else None
         return {
             "campaign": spec.name,
             "kind": spec.kind,
@@ -174,4 +190,7 @@ def format_status(st: dict) -> str:
     if st.get("running"):
         h = st["running"]
         out.append(f"running now: pid {h['pid']} on {h['host']} since {_when(h['started_at'])}")
+    elif lr and lr.get("finished_at") is None and lr.get("current_jobs"):
+        jobs = ", ".join(f"{c.get('material_id')} / {c.get('model')} / {c.get('stage')}" for c in lr["current_jobs"])
+        out.append(f"the last run's process died while running {jobs}: a signal or out of memory (no traceback); `pftflow run` again resumes")
     return "\n".join(out)

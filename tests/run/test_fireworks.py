@@ -267,7 +267,7 @@ def test_failed_firework_writes_a_failure_doc_and_a_rerun_makes_the_row_ok(emt_c
     st = campaign_status(spec)
     failed = [(j["material_id"], j["stage"], j["reason"], j["hint"]) for j in st["jobs"] if j["status"] == "failed"]
     assert failed == [("Cu", "relax", BROKEN_REASON, BROKEN_HINT), ("Al", "relax", BROKEN_REASON, BROKEN_HINT)]
-    assert st["totals"] == {"done": n - 10, "reused": 0, "failed": 2, "missing": 8}
+    assert st["totals"] == {"done": n - 10, "reused": 0, "running": 0, "failed": 2, "missing": 8}
     text = format_status(st)
     assert text.count(BROKEN_REASON) == 2 and "fix Cu / broken / relax: download the weights" in text
 
@@ -283,7 +283,7 @@ def test_failed_firework_writes_a_failure_doc_and_a_rerun_makes_the_row_ok(emt_c
         assert fixed["status"] == "ok" and not fixed["failed"] and fixed.get("error") is None
         assert fixed["omega_max_K"] == pytest.approx(OMEGA_MAX_K[mid], rel=1e-10)  # EMT now: the reference's ω_max
     st = campaign_status(spec)
-    assert st["totals"] == {"done": n, "reused": 0, "failed": 0, "missing": 0}
+    assert st["totals"] == {"done": n, "reused": 0, "running": 0, "failed": 0, "missing": 0}
 
 
 def test_rlaunch_worker_process_records_failures(tmp_path, emt_campaign, emt_spec):

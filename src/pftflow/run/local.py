@@ -165,8 +165,13 @@ class _JobProgress(logging.Handler):
     job's ``metadata`` dict is stored with its output, so what is set on "Starting job" is saved.
     """
 
-    def __init__(self, bar, jobs: list, log_path: Path, *, store, campaign: str, kind: str, run_id: str):
+    def __init__(self, bar, jobs: list, log_path: Path, *, store, campaign: str, kind: str, run_id: str, on_current=None):
         super().__init__(logging.INFO)
+        # jobs running now (uuid -> identity and start), handed to ``on_current`` at every change: the run
+        # record keeps it, so a process abort (out of memory, a signal) that writes no FailureDoc still
+        # leaves which job it died in (``pftflow status``)
+        self.current: dict[str, dict] = {}
+        self.on_current = on_current
         self.bar = bar
         self.jobs_by_uuid = {j.uuid: j for j in jobs}
         self.jobs_by_name = {j.name: j for j in jobs}
@@ -207,12 +212,25 @@ class _JobProgress(logging.Handler):
                     job.metadata = {}
                 job.metadata["run_id"] = self.run_id
                 job.metadata["started_at"] = dt.datetime.fromtimestamp(record.created).isoformat()
+                self._set_current(uid, {"name": job.name, "key": job.metadata.get("pftflow_key"), "material_id": job.metadata.get("material_id"),
+                                        "model": job.metadata.get("model"), "stage": job.metadata.get("stage"), "started_at": record.created})
             self.bar.set_postfix_str(m["name"][:60])
         else:
+            self._set_current(uid, None)
             self.timings[uid] = {"name": m["name"], "start": self.started.get(uid), "end": record.created}
             if self.bar.total is not None and self.bar.n >= self.bar.total:
                 self.bar.total += 1  # jobs added at run time (dynamic flows, e.g. kappa)
             self.bar.update(1)
+
+    def _set_current(self, uid: str, info: dict | None) -> None:
+        if info is None and uid not in self.current:
+            return
+        if info is None:
+            self.current.pop(uid)
+        else:
+            self.current[uid] = info
+        if self.on_current is not None:
+            self.on_current(dict(self.current))
 
     def _failure(self, msg: str, when: float):
         from jobflow import CURRENT_JOB
@@ -235,6 +253,8 @@ class _JobProgress(logging.Handler):
         doc = failure_doc(meta, campaign=self.campaign, kind=self.kind, job_name=name, job_uuid=None if job is None else job.uuid,
                           reason=reason, error_class=error_class, hint=hint, when=when, log_file=str(self.log_path))
         record_failure(self.store, doc, {**meta, "run_id": self.run_id})
+        if job is not None:
+            self._set_current(job.uuid, None)
 
 
 def open_store(spec):
@@ -298,7 +318,11 @@ def _run(spec, *, progress: bool, plots: bool) -> RunSummary:
     jf_logger = logging.getLogger("jobflow")
     old_level, old_prop, old_handlers = jf_logger.level, jf_logger.propagate, list(jf_logger.handlers)
     bar = tqdm(total=n_jobs, desc=f"{spec.name}", unit="job", disable=None if progress else True, dynamic_ncols=True)
-    handler = _JobProgress(bar, planned, log_path, store=store, campaign=spec.name, kind=spec.kind, run_id=run_id)
+    def on_current(current: dict) -> None:
+        record["current_jobs"] = list(current.values())
+        write_run_record(store, spec, run_id, record)
+
+    handler = _JobProgress(bar, planned, log_path, store=store, campaign=spec.name, kind=spec.kind, run_id=run_id, on_current=on_current)
     for h in old_handlers:
         jf_logger.removeHandler(h)
     jf_logger.addHandler(handler)
@@ -327,7 +351,7 @@ def _run(spec, *, progress: bool, plots: bool) -> RunSummary:
         log_file=str(log_path) if handler.failures else None,
         run_id=run_id,
     )
-    record.update(finished_at=time.time(), jobs_run=jobs_run, failed=summary.failed_jobs, timings=handler.timings)
+    record.update(finished_at=time.time(), jobs_run=jobs_run, failed=summary.failed_jobs, timings=handler.timings, current_jobs=[])
     write_run_record(store, spec, run_id, record)
     LAST_CAMPAIGN_FILE.parent.mkdir(parents=True, exist_ok=True)
     LAST_CAMPAIGN_FILE.write_text(str(Path(spec.path).resolve()) if spec.path else "")
