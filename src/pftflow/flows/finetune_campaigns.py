@@ -36,6 +36,7 @@ from pydantic import Field
 from pftflow.documents import LabelledSetDoc, PhononAnalysisDoc
 from pftflow.flows.campaigns import benchmark_flow, campaign_query, find_stored, latest_outputs, recorded_spec
 from pftflow.flows.dataset import DatasetMaker, SamplingMaker
+from pftflow.flows.jobs import phonopy_of
 from pftflow.flows.phonons import ForceMaker, RelaxMaker, set_resources
 from pftflow.flows.training import ForceErrors, TrainingDataDoc, TrainingRunDoc, TrainMaker, _data_sources, build_structures
 from pftflow.identity import REFERENCE_MODEL, ResultId, content_key, file_sha
@@ -258,14 +259,6 @@ def per_material_data_job(labelled: LabelledSetDoc, n_train: int, n_valid: int, 
     return TrainingDataDoc.of(td, {"train": [{**src, "indices": pool[:n_train]}], "valid": [{**src, "indices": valid}]})
 
 
-def _phonopy_of(doc: PhononAnalysisDoc):
-    from pftflow.materials.builders import build_phonopy
-
-    ph = build_phonopy(doc.structure, doc.supercell_matrix, doc.primitive_matrix, (doc.settings or {}).get("symprec", 1e-5))
-    ph.force_constants = np.asarray(doc.force_constants_eV_per_A2)
-    return ph
-
-
 @job(output_schema=ModeScansDoc, data=BLOBS)
 def mode_scans_job(material_id: str, reference: PhononAnalysisDoc, models: dict, calculators: dict, settings: dict) -> ModeScansDoc:
     """Scan the imaginary modes of ``reference`` (or, when it has none, the most negative modes of the
@@ -281,7 +274,7 @@ def mode_scans_job(material_id: str, reference: PhononAnalysisDoc, models: dict,
     if reference is None or reference.failed or reference.force_constants_eV_per_A2 is None:
         out.note = "no reference phonons"
         return out
-    ref_ph = _phonopy_of(reference)
+    ref_ph = phonopy_of(reference)
     candidates = []
     ref_modes = imaginary_modes(ref_ph, thr, max_modes=max_modes)
     out.imaginary[REFERENCE_MODEL] = [m.model_dump() for m in ref_modes]
@@ -289,7 +282,7 @@ def mode_scans_job(material_id: str, reference: PhononAnalysisDoc, models: dict,
     for name, doc in (models or {}).items():
         if doc is None or doc.failed or doc.force_constants_eV_per_A2 is None:
             continue
-        ph = _phonopy_of(doc)
+        ph = phonopy_of(doc)
         if len(ph.supercell) != len(ref_ph.supercell):
             continue
         mine = imaginary_modes(ph, thr, max_modes=max_modes)

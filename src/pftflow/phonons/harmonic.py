@@ -188,9 +188,10 @@ def band_structure(phonon, path: dict) -> dict:
     }
 
 
-def run_mesh(phonon, mesh) -> dict:
-    """Frequencies on a Γ-centred BZ mesh with symmetry reduction (q-points, weights, THz)."""
-    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
+def run_mesh(phonon, mesh, *, symmetry: bool = True) -> dict:
+    """Frequencies on a Γ-centred BZ mesh (q-points, weights, THz): reduced to the irreducible q-points of
+    the crystal's symmetry, or with ``symmetry=False`` every q-point of the mesh with weight 1."""
+    phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False, is_mesh_symmetry=symmetry)
     m = phonon.mesh
     return {
         "mesh": [int(x) for x in m.mesh_numbers],

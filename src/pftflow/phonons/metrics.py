@@ -137,6 +137,15 @@ def mesh_frequency_errors(reference_mesh: Mapping, model_mesh: Mapping) -> dict[
     }
 
 
+def full_mesh_frequency_errors(reference_phonon, model_phonon, mesh) -> dict[str, float]:
+    """:func:`mesh_frequency_errors` on every q-point of ``mesh`` (numbers), without symmetry reduction,
+    from two Phonopy objects with force constants.  For a model whose relaxed cell has another symmetry
+    than the reference (its irreducible q-points differ): the same average over the whole BZ mesh."""
+    from pftflow.phonons.harmonic import run_mesh
+
+    return mesh_frequency_errors(run_mesh(reference_phonon, mesh, symmetry=False), run_mesh(model_phonon, mesh, symmetry=False))
+
+
 def band_rmse(reference_bands: Mapping, model_bands: Mapping) -> float:
     """RMSE (THz) of band-structure frequencies on the same q-path.
 
