@@ -61,8 +61,9 @@ def load_reference(shared_data):
 
 @pytest.fixture(scope="session")
 def al_emt_phonopy():
-    """Factory ``make(scale=1.0)`` -> phonopy object of fcc Al (a = 4.05 Å, ASE's EMT potential,
-    2x2x2 supercell of the primitive cell) with its force constants multiplied by ``scale``.
+    """Factory ``make(scale=1.0, strain=(1, 1, 1))`` -> phonopy object of fcc Al (a = 4.05 Å, ASE's EMT
+    potential, 2x2x2 supercell of the primitive cell) with its force constants multiplied by ``scale``;
+    ``strain`` scales the Cartesian axes of the cell (e.g. (1, 1, 1.02): tetragonal, lower symmetry).
 
     A real harmonic crystal that needs no reference data and no MLIP (one displacement, < 1 s);
     scaling the force constants by s scales every frequency by sqrt(s) exactly.
@@ -75,16 +76,21 @@ def al_emt_phonopy():
     from pftflow.phonons.harmonic import produce_force_constants
     from pftflow.sampling import fc2_displacements as make_displacements
 
-    al = bulk("Al", "fcc", a=4.05)
     smat = 2 * np.eye(3, dtype=int)
-    ph, supercells = make_displacements(al, smat)
-    forces = []
-    for sc in supercells:
-        sc.calc = EMT()
-        forces.append(sc.get_forces())
-    fc = produce_force_constants(ph, forces).copy()
+    cache: dict = {}
 
-    def make(scale: float = 1.0):
+    def make(scale: float = 1.0, strain=(1.0, 1.0, 1.0)):
+        strain = tuple(float(x) for x in strain)
+        if strain not in cache:
+            al = bulk("Al", "fcc", a=4.05)
+            al.set_cell(al.cell[:] @ np.diag(strain), scale_atoms=True)
+            ph, supercells = make_displacements(al, smat)
+            forces = []
+            for sc in supercells:
+                sc.calc = EMT()
+                forces.append(sc.get_forces())
+            cache[strain] = (al, produce_force_constants(ph, forces).copy())
+        al, fc = cache[strain]
         p = make_phonopy(al, smat)
         p.force_constants = scale * fc
         return p

@@ -5,34 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.build import bulk
-from ase.calculators.emt import EMT
 
 from pftflow.documents import ForceConstantsDoc
 from pftflow.flows.jobs import compare, phonon_analysis, phonopy_of
-from pftflow.phonons.harmonic import produce_force_constants
-from pftflow.sampling import fc2_displacements
+from pftflow.materials.structures import phonopy_to_atoms
 
 
-def _emt_fc_doc(atoms) -> ForceConstantsDoc:
-    smat = 2 * np.eye(3, dtype=int)
-    ph, cells = fc2_displacements(atoms, smat)
-    forces = []
-    for sc in cells:
-        sc.calc = EMT()
-        forces.append(sc.get_forces())
-    produce_force_constants(ph, forces)
-    return ForceConstantsDoc(unitcell=atoms, supercell_matrix=smat, primitive_matrix=None,
+def _fc_doc(ph) -> ForceConstantsDoc:
+    return ForceConstantsDoc(unitcell=phonopy_to_atoms(ph.unitcell), supercell_matrix=ph.supercell_matrix, primitive_matrix=None,
                              force_constants_eV_per_A2=np.asarray(ph.force_constants), method="finite differences (test)", n_rows=0)
 
 
-def test_compare_of_lower_symmetry_model_uses_the_full_mesh():
+def test_compare_of_lower_symmetry_model_uses_the_full_mesh(al_emt_phonopy):
     settings = {"mesh": [6, 6, 6], "band_npoints": 5}
-    cubic = bulk("Al", "fcc", a=4.05)
-    strained = cubic.copy()
-    strained.set_cell(cubic.cell[:] @ np.diag([1.0, 1.0, 1.02]), scale_atoms=True)  # tetragonal: 16 of 48 operations
-    ref = phonon_analysis.original("Al", "reference", settings, force_constants=_emt_fc_doc(cubic))
-    model = phonon_analysis.original("Al", "EMT-strained", settings, force_constants=_emt_fc_doc(strained), qpoints_from=ref)
+    ref = phonon_analysis.original("Al", "reference", settings, force_constants=_fc_doc(al_emt_phonopy()))
+    strained = al_emt_phonopy(strain=(1.0, 1.0, 1.02))  # tetragonal: 16 of fcc's 48 operations
+    model = phonon_analysis.original("Al", "EMT-strained", settings, force_constants=_fc_doc(strained), qpoints_from=ref)
     assert len(ref.result.mesh["weights"]) < len(model.result.mesh["weights"])  # other irreducible sets
 
     m = compare.original(ref, model).metrics
@@ -50,5 +38,5 @@ def test_compare_of_lower_symmetry_model_uses_the_full_mesh():
     assert m["mesh_rmse_THz"] == pytest.approx(np.sqrt((d**2).mean()), rel=1e-10)
 
     # same symmetry: the irreducible comparison, no note
-    same = compare.original(ref, phonon_analysis.original("Al", "EMT", settings, force_constants=_emt_fc_doc(cubic), qpoints_from=ref)).metrics
+    same = compare.original(ref, phonon_analysis.original("Al", "EMT", settings, force_constants=_fc_doc(al_emt_phonopy()), qpoints_from=ref)).metrics
     assert same["mesh_mae_THz"] == pytest.approx(0, abs=1e-9) and "mesh_note" not in same
