@@ -97,6 +97,38 @@ def test_train_job_resumes_after_kill(make_mace, shared, tmp_path):
     assert out.cotrain_errors.before is None
 
 
+def test_train_job_with_more_epochs_continues_a_shorter_run(make_mace, shared, tmp_path):
+    """Raising ``epochs`` continues the last checkpoint of the shorter run (same data, base model, other
+    hyperparameters) and gives the weights of one uninterrupted run; another learning rate starts afresh."""
+    from pftflow.training.data import TrainingData, from_displacements, from_phonon_reference
+    from pftflow.training.models import load_energy_model
+    from pftflow.training.trainer import TrainConfig, train
+
+    path = shared("phonopy/phonopy_params_Si.yaml")
+    model_file = tmp_path / "tiny.model"
+    torch.save(make_mace(atomic_numbers=(14,)), model_file)
+    base = {"backend": "mace", "model": str(model_file)}
+    data = TrainingData(from_phonon_reference(path), [], from_displacements(path))
+    runs = str(tmp_path / "runs")
+
+    def job(cfg):
+        tj = TrainMaker(config=cfg, run_dir=runs, export_name="si-tiny", fworker=None, evaluate_cotrain=False).make(data, base)
+        return run_locally(Flow([tj]), store=make_job_store(tmp_path / "s"), create_folders=False, ensure_success=True)[tj.uuid][1].output
+
+    short = job({**CFG, "epochs": 1})
+    assert short.continued_from is None and short.resumed_from_epoch is None
+    longer = job({**CFG, "epochs": 3})
+    assert longer.continued_from == short.workdir != longer.workdir and longer.resumed_from_epoch == 1
+    assert [h["epoch"] for h in longer.history] == [0, 1, 2] and longer.history[0] == short.history[0]
+    # the same weights as one uninterrupted 3-epoch run
+    straight, _ = train(load_energy_model(base, dtype="float64"), data, TrainConfig(**{**CFG, "epochs": 3}), tmp_path / "straight")
+    cont = torch.load(f"{longer.workdir}/best.pt", weights_only=False)["model"]
+    ref = torch.load(tmp_path / "straight" / "best.pt", weights_only=False)["model"]
+    assert cont.keys() == ref.keys() and all(torch.equal(cont[k], ref[k]) for k in ref)
+    other = job({**CFG, "epochs": 3, "lr": 5e-4})
+    assert other.continued_from is None and other.resumed_from_epoch is None
+
+
 def test_campaign_flow_structure(shared):
     si = str(shared("phonopy/phonopy_params_Si.yaml"))
     nacl = str(shared("phonopy/phonopy_params_NaCl.yaml.xz"))

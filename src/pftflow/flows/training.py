@@ -96,6 +96,8 @@ class TrainingRunDoc(Document):
     best_valid_loss: float | None = Field(None, description="best validation loss (None: no epoch run)")
     wall_time_s: float = Field(description="training wall time (s), this run only")
     resumed_from_epoch: int | None = Field(None, description="first epoch of this run when resumed from a checkpoint")
+    continued_from: str | None = Field(None, description="work directory of the shorter run (same data, base model and "
+                                       "hyperparameters, fewer epochs) whose last checkpoint this run continued")
     cotrain_errors: CotrainErrors = Field(default_factory=CotrainErrors, description="co-training errors before / after")
     workdir: str = Field(description="work directory (checkpoints, best weights, exported model)")
 
@@ -158,6 +160,44 @@ def train_workdir(run_dir: str, export_name: str, data_hash: str, base_model: di
     return Path(run_dir).expanduser().resolve() / f"{export_name}-{content_key(data_hash, base_model, config)[:12]}"
 
 
+#: TrainConfig keys that set how long a run goes on, not what each epoch does: a run that differs from another
+#: only in these continues the other's checkpoint (:func:`continuable_run`)
+RUN_LENGTH_KEYS = ("epochs", "early_stopping_patience", "progress")
+
+
+def continuable_run(run_dir: str, export_name: str, data_hash: str, base_model: dict, config: dict) -> Path | None:
+    """The work directory under ``run_dir`` of a run with the same data, base model and hyperparameters as
+    ``config`` but fewer epochs (only :data:`RUN_LENGTH_KEYS` differ) that has a checkpoint at or before
+    ``config["epochs"]``: the one furthest along, or None.  Raising ``epochs`` of a finished or killed run
+    then continues it: epochs are seeded by (seed, epoch), so the result is that of one uninterrupted run.
+
+    A candidate is checked through its checkpoint's config: its directory name must be :func:`train_workdir`
+    of that config with this data and base model (so the data and base model are the same)."""
+    import torch
+
+    def core(c: dict) -> dict:
+        return {k: v for k, v in c.items() if k not in RUN_LENGTH_KEYS}
+
+    best: tuple[int, Path] | None = None
+    root = Path(run_dir).expanduser().resolve()
+    for d in sorted(root.glob(f"{export_name}-*")) if root.is_dir() else []:
+        ck = d / "checkpoint.pt"
+        if not ck.is_file():
+            continue
+        try:
+            state = torch.load(ck, map_location="cpu", weights_only=False)
+        except Exception:  # noqa: BLE001 - a torn or foreign file is no candidate
+            continue
+        c, epoch = state.get("config") or {}, state.get("epoch")
+        if not isinstance(epoch, int) or core(c) != core(config) or epoch + 1 > config.get("epochs", 0):
+            continue
+        if train_workdir(run_dir, export_name, data_hash, base_model, c) != d.resolve():
+            continue
+        if best is None or epoch > best[0]:
+            best = (epoch, d)
+    return None if best is None else best[1]
+
+
 @job(output_schema=TrainingRunDoc)
 def train_job(
     train_data: TrainingDataDoc | dict,
@@ -168,7 +208,11 @@ def train_job(
     evaluate_cotrain: bool = True,
 ) -> TrainingRunDoc:
     """Fine-tune ``base_model`` on ``train_data`` and export it.  Re-running after a kill resumes from the last
-    epoch (the work directory is a hash of data, base model and config under ``run_dir``)."""
+    epoch (the work directory is a hash of data, base model and config under ``run_dir``); a run with more
+    epochs than an earlier one of the same data, base model and hyperparameters continues that run's last
+    checkpoint (:func:`continuable_run`) instead of starting again."""
+    import shutil
+
     from pftflow.training.evaluate import force_errors
     from pftflow.training.export import export_model
     from pftflow.training.models import load_energy_model
@@ -179,6 +223,16 @@ def train_job(
     cfg_dict = cfg.as_dict()
     data_hash = data.data_hash()
     workdir = train_workdir(run_dir, export_name, data_hash, base_model, cfg_dict)
+    continued_from = None
+    if cfg.resume and not (workdir / "checkpoint.pt").exists():
+        donor = continuable_run(run_dir, export_name, data_hash, base_model, cfg_dict)
+        if donor is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            for name in ("best.pt", "checkpoint.pt"):  # checkpoint last: it is what marks the copy complete
+                if (donor / name).exists():
+                    shutil.copy2(donor / name, workdir / f".{name}.tmp")
+                    (workdir / f".{name}.tmp").replace(workdir / name)
+            continued_from = str(donor)
     model = load_energy_model(base_model, dtype=cfg.dtype, device=cfg.device)
     cot = evaluate_cotrain and bool(data.cotrain)
     before = force_errors(model, data.cotrain) if cot else None
@@ -209,6 +263,7 @@ def train_job(
         best_valid_loss=best_loss,
         wall_time_s=result.wall_time_s,
         resumed_from_epoch=result.resumed_from_epoch,
+        continued_from=continued_from,
         cotrain_errors=CotrainErrors(before=ForceErrors.of(before), after=ForceErrors.of(after)),
         workdir=str(workdir),
     )
