@@ -339,6 +339,10 @@ def test_global_split_distillation_early_stopping_and_rows(tmp_path):
     model = load_energy_model({"backend": "mace", "model": tr["exported_model_path"]}, dtype="float64", device="cpu")
     valid = from_phonon_reference(tmp_path / "refs" / "Ag.yaml")
     assert evaluate(model, valid, LossWeights(**{**LossWeights().model_dump(), "stress": 0.0}))["loss"] == pytest.approx(tr["best_valid_loss"], rel=1e-9)
+    # the yardstick: the base model's validation loss before the first epoch (its own reference: Hessian error only)
+    base = load_energy_model({"backend": "mace", "model": str(tmp_path / "tiny.model")}, dtype="float64", device="cpu")
+    assert evaluate(base, valid, LossWeights(**{**LossWeights().model_dump(), "stress": 0.0}))["loss"] == pytest.approx(tr["valid_loss_before"], rel=1e-9)
+    assert tr["valid_loss_before"] < tr["best_valid_loss"] and tr["resumed_from_epoch"] is None and tr["continued_from"] is None
     assert tr["counts"] == {"train": 3, "valid": 1, "cotrain": 3 + 4}  # Al, Cu, Ni displacements + 4 distilled
     # self-distillation: the base model's labels (so its held-out error is exactly 0) on Pb, the one supported crystal
     # outside the campaign; the fine-tuned model drifts from it, measured

@@ -592,8 +592,10 @@ def _train_summary(doc) -> dict | None:
     return {
         "model": d.get("model"), "exported_model_path": d.get("exported_model_path"), "best_epoch": d.get("best_epoch"),
         "best_valid_loss": d.get("best_valid_loss"), "epochs_run": len(hist), "epochs": epochs,
-        "stopped_early": epochs is not None and len(hist) < epochs and d.get("resumed_from_epoch") is None,
+        "stopped_early": epochs is not None and len(hist) < epochs,
+        "valid_loss_before": (d.get("valid_before") or {}).get("loss"),
         "valid_loss": [h.get("valid", {}).get("loss") for h in hist], "wall_time_s": d.get("wall_time_s"),
+        "resumed_from_epoch": d.get("resumed_from_epoch"), "continued_from": d.get("continued_from"),
         "n_trainable": (d.get("finetune_report") or {}).get("n_trainable"), "finetune_mode": (d.get("finetune_report") or {}).get("mode"),
         "counts": d.get("counts"), "cotrain_errors": d.get("cotrain_errors"), "provenance_sha256": (d.get("provenance") or {}).get("sha256"),
     }

@@ -94,6 +94,8 @@ class TrainingRunDoc(Document):
     history: list[dict[str, Any]] = Field(default_factory=list, description="per epoch: lr, mean train and valid loss parts")
     best_epoch: int = Field(description="epoch of the best validation loss (-1: no epoch run)")
     best_valid_loss: float | None = Field(None, description="best validation loss (None: no epoch run)")
+    valid_before: dict[str, float] | None = Field(None, description="validation loss parts of the base model before the first epoch "
+                                                  "(loss; MAEs in eV/Å, eV/Å³, eV/Å²), the yardstick of best_valid_loss")
     wall_time_s: float = Field(description="training wall time (s), this run only")
     resumed_from_epoch: int | None = Field(None, description="first epoch of this run when resumed from a checkpoint")
     continued_from: str | None = Field(None, description="work directory of the shorter run (same data, base model and "
@@ -261,6 +263,7 @@ def train_job(
         history=result.history,
         best_epoch=result.best_epoch,
         best_valid_loss=best_loss,
+        valid_before=result.valid_before,
         wall_time_s=result.wall_time_s,
         resumed_from_epoch=result.resumed_from_epoch,
         continued_from=continued_from,

@@ -100,6 +100,7 @@ class TrainResult:
     workdir: str
     wall_time_s: float
     resumed_from_epoch: int | None = None
+    valid_before: dict | None = None  # validation loss parts of the starting weights (before epoch 0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -249,6 +250,7 @@ def train(
     start_epoch = 0
     resumed = None
     ckpt_path, best_path = workdir / "checkpoint.pt", workdir / "best.pt"
+    valid_before = None
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -258,6 +260,11 @@ def train(
             sched.load_state_dict(state["scheduler"])
         history, best = state["history"], tuple(state["best"])
         start_epoch = resumed = state["epoch"] + 1
+        valid_before = state.get("valid_before")
+    elif cfg.epochs > 0:  # the yardstick of every epoch: the starting weights on the validation set (EMA = weights now)
+        valid_before = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c)
+        if cfg.progress:
+            tqdm.write(f"before training: valid loss {valid_before['loss']:.5g} " + " ".join(f"{k}={v:.4g}" for k, v in valid_before.items() if k != "loss"))
 
     t0 = time.perf_counter()
     n_steps = len(_batches(len(data.train), cfg.batch_size, None))
@@ -314,6 +321,7 @@ def train(
                 "best": list(best),
                 "epoch": epoch,
                 "config": cfg.as_dict(),
+                "valid_before": valid_before,
             },
             ckpt_path,
         )
@@ -329,5 +337,6 @@ def train(
         workdir=str(workdir),
         wall_time_s=time.perf_counter() - t0,
         resumed_from_epoch=resumed,
+        valid_before=valid_before,
     )
     return model, result
