@@ -238,7 +238,11 @@ def compare(reference: PhononAnalysisDoc, model: PhononAnalysisDoc) -> Compariso
             d.force_constants_eV_per_A2 is not None and d.structure is not None for d in (reference, model))
         if m["mesh_mae_THz"] is None and mesh_errors and can:
             numbers = [int(x) for x in reference.result.mesh["mesh"]]
-            m.update(full_mesh_frequency_errors(phonopy_of(reference), phonopy_of(model), numbers), mesh=numbers)
-            m["metric_errors"] = [e for e in m["metric_errors"] if e not in mesh_errors]
-            m["mesh_note"] = f"over all {int(np.prod(numbers))} q-points of the mesh, not the irreducible ones ({mesh_errors[0][6:]})"
+            try:
+                m.update(full_mesh_frequency_errors(phonopy_of(reference), phonopy_of(model), numbers), mesh=numbers)
+            except ValueError as exc:  # e.g. other band counts: the metric stays null, both reasons kept
+                m["metric_errors"].append(f"mesh (full mesh): {exc}")
+            else:
+                m["metric_errors"] = [e for e in m["metric_errors"] if e not in mesh_errors]
+                m["mesh_note"] = f"over all {int(np.prod(numbers))} q-points of the mesh, not the irreducible ones ({mesh_errors[0][6:]})"
     return doc
