@@ -244,5 +244,5 @@ def compare(reference: PhononAnalysisDoc, model: PhononAnalysisDoc) -> Compariso
                 m["metric_errors"].append(f"mesh (full mesh): {exc}")
             else:
                 m["metric_errors"] = [e for e in m["metric_errors"] if e not in mesh_errors]
-                m["mesh_note"] = f"over all {int(np.prod(numbers))} q-points of the mesh, not the irreducible ones ({mesh_errors[0][6:]})"
+                m["mesh_note"] = f"over all {int(np.prod(numbers))} q-points of the mesh, not the irreducible ones ({mesh_errors[0].removeprefix('mesh: ')})"
     return doc

@@ -492,7 +492,7 @@ def load_kappa_results(spec: dict, store) -> dict:
             continue
         if isinstance(out, KappaResultDoc):
             outputs.append(out)
-    rows, means = summarize_kappa(outputs)
+    rows, _ = summarize_kappa(outputs)  # the means are taken below, over the failed pairs too
     order = {}
     try:
         mats = kappa_materials(spec)
@@ -519,6 +519,7 @@ def load_kappa_results(spec: dict, store) -> dict:
             row.update(failed=False, failed_reason="missing: not run or not finished (pftflow status)")
             n_missing[r["model"]] = n_missing.get(r["model"], 0) + 1
         rows.append(row)
+    means: dict[str, dict] = {}
     for model in dict.fromkeys(r["model"] for r in rows):
         scored = [r for r in rows if r["model"] == model and r.get("status") != "missing"]
         means[model] = {**(mean_metrics(scored) if scored else {}), **({"n_missing": n_missing[model]} if model in n_missing else {})}

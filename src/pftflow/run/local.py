@@ -223,12 +223,10 @@ class _JobProgress(logging.Handler):
             self.bar.update(1)
 
     def _set_current(self, uid: str, info: dict | None) -> None:
-        if info is None and uid not in self.current:
-            return
-        if info is None:
-            self.current.pop(uid)
-        else:
+        if info is not None:
             self.current[uid] = info
+        elif self.current.pop(uid, None) is None:  # not a job this run started: nothing changed
+            return
         if self.on_current is not None:
             self.on_current(dict(self.current))
 

@@ -106,6 +106,11 @@ class TrainResult:
         return asdict(self)
 
 
+def _valid_line(val: dict) -> str:
+    """``valid loss L part=v ...``: one validation result as a progress line."""
+    return f"valid loss {val['loss']:.5g} " + " ".join(f"{k}={v:.4g}" for k, v in val.items() if k != "loss")
+
+
 # ----------------------------------------------------------------------------------------- batching
 def _targets_for(structures: Sequence[LabelledStructure], dtype, device) -> Targets:
     def t(x):
@@ -264,7 +269,7 @@ def train(
     elif cfg.epochs > 0:  # the yardstick of every epoch: the starting weights on the validation set (EMA = weights now)
         valid_before = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c)
         if cfg.progress:
-            tqdm.write(f"before training: valid loss {valid_before['loss']:.5g} " + " ".join(f"{k}={v:.4g}" for k, v in valid_before.items() if k != "loss"))
+            tqdm.write(f"before training: {_valid_line(valid_before)}")
 
     t0 = time.perf_counter()
     n_steps = len(_batches(len(data.train), cfg.batch_size, None))
@@ -326,7 +331,7 @@ def train(
             ckpt_path,
         )
         if cfg.progress:
-            tqdm.write(f"epoch {epoch + 1}: valid loss {val['loss']:.5g} " + " ".join(f"{k}={v:.4g}" for k, v in val.items() if k != "loss"))
+            tqdm.write(f"epoch {epoch + 1}: {_valid_line(val)}")
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=False)["model"])
     result = TrainResult(
