@@ -28,6 +28,7 @@ def test_environment_names_code_packages_cpu_and_the_blas_kernel_that_runs():
 
 def test_git_commit_is_the_checkout_pftflow_is_imported_from():
     src = Path(__import__("pftflow").__file__).resolve().parent
+    git_commit.cache_clear()  # cached per process: a commit made while the suite runs would be stale
     head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True)
     g = git_commit()
     if head.returncode != 0:  # an installed wheel: nothing claimed

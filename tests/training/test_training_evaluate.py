@@ -15,7 +15,6 @@ from pftflow.units import THZ_TO_K
 
 EMT_SPEC = {"backend": "ase", "import_path": "ase.calculators.emt:EMT", "name": "EMT"}
 SETTINGS = PhononSettings(mesh=[8, 8, 8], band_npoints=11)
-pytestmark = pytest.mark.filterwarnings("ignore::phonopy.phonon.thermal_properties.GammaAcousticWarning")
 
 
 def _phonopy_direct(ph):
@@ -25,11 +24,12 @@ def _phonopy_direct(ph):
     ph.run_qpoints(get_commensurate_points(ph.supercell_matrix))
     omega_max_K = ph.qpoints.frequencies.max() * THZ_TO_K
     ph.run_mesh([8, 8, 8], is_gamma_center=True)
-    ph.run_thermal_properties(temperatures=[300.0])
+    ph.run_thermal_properties(temperatures=[300.0], exclude_gamma_acoustic=True)  # as PhononSettings' default
     return omega_max_K, ph.thermal_properties.entropy[0], ph.mesh.weights.copy(), ph.mesh.frequencies.copy()
 
 
-def test_phonon_comparison_known_answer_scaled_force_constants(al_emt_phonopy):
+@pytest.mark.blas_sensitive  # S at 300 K on an 8x8x8 mesh: moved 1 % between kernels while the Γ acoustic modes were in the sums
+def test_phonon_comparison_known_answer_scaled_force_constants(al_emt_phonopy, pinned):
     s = 0.81
     ref = al_emt_phonopy(s)
     row = phonon_comparison(EMT_SPEC, ref, SETTINGS)
@@ -37,7 +37,7 @@ def test_phonon_comparison_known_answer_scaled_force_constants(al_emt_phonopy):
     omega_ref_K, entropy_ref, w, f_ref = _phonopy_direct(al_emt_phonopy(s))
     # reference side: MDR definitions straight from phonopy (K at the commensurate points, 300 K)
     assert row["omega_max_K_ref"] == pytest.approx(omega_ref_K, rel=1e-12)
-    assert row["entropy_300K_J_per_K_mol_ref"] == pytest.approx(entropy_ref, rel=1e-12)
+    assert pinned("entropy_300K_J_per_K_mol_ref", row["entropy_300K_J_per_K_mol_ref"]) == pytest.approx(entropy_ref, rel=1e-12)
     assert row["temperature_K"] == 300.0
     assert row["mesh"] == [8, 8, 8]
     # model side: frequencies / 0.9
