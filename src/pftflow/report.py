@@ -327,15 +327,16 @@ def _provenance_section(records: list[dict]) -> Section:
         if r.get("status") == "missing":
             continue
         v = r.get("versions") if isinstance(r.get("versions"), dict) else {}
-        key_versions = ", ".join(f"{p} {v[p]}" for p in ("numpy", "phonopy", "phono3py", "torch", "sevenn", "chgnet", "mace-torch", "gpaw", "nequix") if v.get(p))
+        key_versions = ", ".join(f"{p} {v[p]}" for p in ("numpy", "phonopy", "phono3py", "torch") if v.get(p))
         row = {c: r.get(c) for c, _ in PROVENANCE_TABLE if c not in ("key_versions", "n_rows")}
         row["model_sha256"] = (row["model_sha256"] or "")[:16] or None
+        row["git_commit"] = (row["git_commit"] or "")[:12] + ("+dirty" if str(row["git_commit"]).endswith("+dirty") else "") or None
         row["key_versions"] = key_versions or None
         g = groups.setdefault(tuple(sorted((k, str(x)) for k, x in row.items())), {**row, "n_rows": 0})
         g["n_rows"] += 1
-    text = ("Where the numbers came from, from the stored documents (`pftflow results --format json` has the full sha256 and "
-            "every package version per row). Round-off-sensitive quantities can differ in the last digits between BLAS kernels "
-            "(docs/metrics.md, noise floor).")
+    text = ("Where the numbers came from, read from the stored documents; pftflow results --format json has the full sha256 "
+            "and every package version per row. Round-off-sensitive quantities can differ in their last digits between BLAS "
+            "kernels (docs/metrics.md, noise floor).")
     return Section("Provenance", [text, _table(list(groups.values()), PROVENANCE_TABLE)] if groups else [text, "No stored results yet."])
 
 
