@@ -232,7 +232,8 @@ def test_yaml_specs_build(ksrme_dir, monkeypatch):
     assert spec103["kind"] == "kappa" and spec103["kappa"]["nac"] is True
 
 
-def test_nacl_sevennet_reduced(ksrme_dir, tmp_path):
+@pytest.mark.blas_sensitive
+def test_nacl_sevennet_reduced(ksrme_dir, tmp_path, pinned):
     """NaCl-rs with SevenNet-0 (fc3 supercell 2x primitive = 16 atoms, fc2 2x2x2 conventional, mesh 4^3): the full
     k_SRME chain runs, κ from the per-mode sum equals κ_ave, the cubic tensor is isotropic."""
     pytest.importorskip("sevenn", reason="SevenNet (sevenn) not installed")
@@ -258,9 +259,20 @@ def test_nacl_sevennet_reduced(ksrme_dir, tmp_path):
     assert not out.failed, out.failed_reason
     assert out.relax.symmetry_preserved and out.relax.spacegroup_final == 225
     kt = out.kappa_TOT_W_per_mK[0]
-    # κ of the pre-refactor code (dict outputs; bit-identical here), tolerance for other BLAS / torch builds
-    assert out.kappa_ave_W_per_mK == pytest.approx(19.041462287713184, rel=1e-5)
-    assert out.kappa_C_ave_W_per_mK == pytest.approx(0.03247725391263856, rel=1e-3)
+    # Across OpenBLAS kernels (benchmarks/cross_kernel.py, 2026-12-06, AMD EPYC; unset=SkylakeX / Haswell / Prescott)
+    # the relaxed cell agrees to 6.7e-9 relative, the fc2 to 5e-6, the fc3 to 2.6e-5 and the frequencies to 2.4e-6,
+    # but κ moves by 2.2 % (18.62 / 19.04 / 18.77 W/m/K) and κ_C by 3 %: on this 4^3 mesh with 16-atom fc3
+    # supercells, κ amplifies the float32 round-off of SevenNet-0's forces (0.03 Å displacements) about 1000x;
+    # with an 8^3 mesh the spread is still 0.64 %. So the well-conditioned quantities are pinned tightly, κ at 3x
+    # its measured spread (against the Haswell value of the pre-refactor code, 19.0415).
+    a_A = np.linalg.norm(np.asarray(out.relax.structure.cell)[0])
+    assert pinned("relaxed cell a (A)", a_A) == pytest.approx(5.6876733, rel=1e-6)
+    assert pinned("max frequency (THz)", np.max(out.frequencies_THz)) == pytest.approx(5.832963, rel=1e-4)
+    assert pinned("fc2 max |Phi| (eV/A2)", np.abs(out.fc2_eV_per_A2).max()) == pytest.approx(2.206302, rel=1e-4)
+    pinned("fc3 max |Phi| (eV/A3)", np.abs(out.fc3_eV_per_A3).max())
+    pinned("kappa_P_ave_W_per_mK", out.kappa_P_ave_W_per_mK)
+    assert pinned("kappa_ave_W_per_mK", out.kappa_ave_W_per_mK) == pytest.approx(19.041462287713184, rel=0.066)
+    assert pinned("kappa_C_ave_W_per_mK", out.kappa_C_ave_W_per_mK) == pytest.approx(0.03247725391263856, rel=0.09)
     np.testing.assert_allclose(out.kappa_mode_sum_W_per_mK, out.kappa_TOT_W_per_mK, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(kt[:3], kt[0], rtol=1e-6)
     np.testing.assert_allclose(kt[3:], 0, atol=1e-6 * kt[0])
