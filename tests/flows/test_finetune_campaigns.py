@@ -130,7 +130,7 @@ def test_per_material_every_mode_and_n_sweep(per_material):
     brings the phonons closer to EMT's."""
     from pftflow.results import load_results
     from pftflow.run import open_store
-    from pftflow.training.models import MACEEnergyModel
+    from pftflow.calculators.energy_models import MACEEnergyModel
 
     tmp, spec, summary = per_material
     res = load_results(spec)
@@ -321,7 +321,7 @@ def test_global_split_distillation_early_stopping_and_rows(tmp_path):
     from pftflow.training.data import from_phonon_reference
     from pftflow.training.evaluate import phonon_comparison
     from pftflow.training.loss import LossWeights
-    from pftflow.training.models import load_energy_model
+    from pftflow.calculators.energy_models import load_energy_model
     from pftflow.training.trainer import evaluate
 
     raw = global_spec(tmp_path)
@@ -435,7 +435,7 @@ def test_early_stopping_stops_and_stays_stopped_on_resume(tmp_path):
     1e-30: the weights do not move) stops after 1 + patience epochs; a rerun on the same work directory resumes
     from the checkpoint and stops at once, with the same history."""
     from pftflow.training.data import LabelledStructure, TrainingData
-    from pftflow.training.models import MACEEnergyModel
+    from pftflow.calculators.energy_models import MACEEnergyModel
     from pftflow.training.trainer import TrainConfig, train
 
     atoms = bulk("Cu", "fcc", a=3.59).repeat(2)

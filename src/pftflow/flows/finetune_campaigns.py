@@ -93,14 +93,14 @@ class CotrainEvalDoc(Document):
 
 # ------------------------------------------------------------------------------------ pure helpers
 def reinitialised_model(model, seed: int = 0):
-    """The same architecture as ``model`` (a :class:`pftflow.training.models.EnergyModel`) with freshly
+    """The same architecture as ``model`` (a :class:`pftflow.calculators.energy_models.EnergyModel`) with freshly
     initialised weights (``torch.manual_seed(seed)``), built by the backend's own constructor from the
     model's configuration: MACE ``mace.tools.scripts_utils.extract_config_mace_model`` + the model class,
     SevenNet ``sevenn.model_build.build_E3_equivariant_model``.  Buffers that come from the configuration
     (atomic energies, scale / shift, cutoff) are the base model's."""
     import torch
 
-    from pftflow.training.models import MACEEnergyModel, SevenNetEnergyModel
+    from pftflow.calculators.energy_models import MACEEnergyModel, SevenNetEnergyModel
 
     dtype = model.dtype
     old = torch.get_default_dtype()
@@ -222,7 +222,7 @@ def distillation_structures(crystals, n: int, amplitude_A: float, min_atoms: int
 def scratch_model_job(base_model: dict, seed: int, path: str, name: str) -> ScratchModelDoc:
     """Write the base model's architecture with re-initialised weights to ``path``."""
     from pftflow.training.export import export_model
-    from pftflow.training.models import load_energy_model
+    from pftflow.calculators.energy_models import load_energy_model
 
     base = load_energy_model(base_model, dtype="float64", device="cpu")
     fresh = reinitialised_model(base, seed)

@@ -217,7 +217,7 @@ def train_job(
 
     from pftflow.training.evaluate import force_errors
     from pftflow.training.export import export_model
-    from pftflow.training.models import load_energy_model
+    from pftflow.calculators.energy_models import load_energy_model
     from pftflow.training.trainer import TrainConfig, train
 
     data = _as_training_data(train_data)

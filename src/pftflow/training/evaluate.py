@@ -27,7 +27,7 @@ from pftflow.training.data import LabelledStructure, _material_id, as_reference
 def model_forces(model, structures) -> tuple[np.ndarray, list[np.ndarray]]:
     """Energies (eV) and forces (eV/Å) of ASE structures from an EnergyModel or a ForceCalculator / spec."""
     from pftflow.training.loss import predict
-    from pftflow.training.models import EnergyModel
+    from pftflow.calculators.energy_models import EnergyModel
 
     if isinstance(model, EnergyModel):
         energies, forces = [], []

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from pftflow.training.adapters import merge_adapters
-from pftflow.training.models import EnergyModel, MACEEnergyModel, SevenNetEnergyModel
+from pftflow.calculators.energy_models import EnergyModel, MACEEnergyModel, SevenNetEnergyModel
 
 
 def code_versions() -> dict:
