@@ -337,7 +337,7 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
     """The rows of :func:`load` for one campaign: the reader's rows (``res`` from
     :func:`load_results`) with identity, status and reason filled in, failed / missing pairs
     added for kinds whose reader leaves them out (``store`` needed for their reasons)."""
-    from pftflow.flows.campaigns import pair_status
+    from pftflow.flows.benchmark import pair_status
 
     kind, campaign = res.get("kind", spec.kind), res.get("campaign", spec.name)
     variant = _variant(spec)
@@ -370,7 +370,7 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
         row.update({k: v for k, v in r.items() if k not in row})
         rows.append(row)
     if kind == "dataset" and store is not None:  # a set whose job failed: a row per material × set, its latest failure
-        from pftflow.flows.campaigns import FAILURE_STAGE
+        from pftflow.flows.reuse import FAILURE_STAGE
 
         done = {(r["material_id"], r.get("variant")) for r in rows}
         latest: dict[tuple, dict] = {}

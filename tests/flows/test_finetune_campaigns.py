@@ -215,7 +215,8 @@ def test_per_material_new_n_reuses_the_labels(per_material):
     N = 3 data, fine-tunes and benchmarks (and the mode scans, which see the new models) are new.  Before they
     run, the results list the new pairs as missing."""
     from pftflow.flows.campaigns import KINDS
-    from pftflow.flows.finetune_campaigns import _all_jobs, per_material_results
+    from pftflow.flows.finetune_campaigns import _all_jobs
+    from pftflow.flows.finetune_per_material import per_material_results
     from pftflow.run import open_store
 
     _, spec, _ = per_material

@@ -159,7 +159,7 @@ def test_campaign_flow_structure(shared):
 def test_default_benchmark_tagged_as_phonons_campaign(shared, tmp_path):
     """The finetune benchmark of the base model builds the same jobs under the same content keys as a phonons
     campaign of the same material, model and settings (so both read and reuse each other's stored results)."""
-    from pftflow.flows.campaigns import build_phonons
+    from pftflow.flows.phonons_campaign import build_phonons
     from pftflow.spec.load import parse_spec
 
     train, test = str(shared("phonopy/phonopy_params_Si.yaml")), str(shared("mdr/mp-149.yaml.bz2"))

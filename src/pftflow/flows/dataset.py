@@ -29,10 +29,13 @@ from pydantic import Field
 
 from pftflow.calculators.base import ForceResults
 from pftflow.documents import LabelledSetDoc, StructureSet
-from pftflow.flows.phonons import ForceMaker, _key_part, _tag, set_resources
+from pftflow.flows import jobs
+from pftflow.flows.makers import ForceMaker, _key_part, _tag, set_resources
+from pftflow.flows.reuse import campaign_kind, campaign_query, latest_outputs, recorded_spec, stored_jobs
 from pftflow.identity import ResultId, content_key, file_sha
 from pftflow.sampling.checks import SetChecks
-from pftflow.serialization import Array, ArrayBlob, ArrayTree, Document, Structure, dict_to_atoms
+from pftflow.serialization import Array, ArrayBlob, ArrayTree, Document, Structure, atoms_to_dict, dict_to_atoms
+from pftflow.spec.phonons import ComputeMaterial
 
 KIND = "dataset"
 BLOBS = [ArrayBlob]
@@ -268,11 +271,6 @@ class DatasetMaker(Maker):
 # ------------------------------------------------------------------------------------ campaign
 def build_dataset(spec, store) -> tuple[Flow, dict]:
     """Flow of a dataset campaign; ``reused["sets"]``: ``material/set`` whose labelled set is stored."""
-    from pftflow.flows import jobs
-    from pftflow.flows.campaigns import recorded_spec
-    from pftflow.serialization import atoms_to_dict
-    from pftflow.spec.phonons import ComputeMaterial
-
     params = jobs.record_parameters(recorded_spec(spec))
     params.metadata = ResultId(campaign=spec.name, kind=KIND, stage="parameters").metadata()
     rid = ResultId(campaign=spec.name, kind=KIND, stage="sampling")
@@ -306,8 +304,6 @@ def build_dataset(spec, store) -> tuple[Flow, dict]:
             final_keys.append((f"{mat.id}/{IMPORT_MODEL}", key))
     reused: dict[str, list[str]] = {"sets": []}
     if store is not None:
-        from pftflow.flows.campaigns import stored_jobs
-
         done = stored_jobs(store, [k for _, k in final_keys])
         reused["sets"] = [name for name, k in final_keys if k in done]
     return Flow([params, *parts], name=f"campaign {spec.name}"), reused
@@ -316,8 +312,6 @@ def build_dataset(spec, store) -> tuple[Flow, dict]:
 def load_labelled_sets(spec, store) -> list[LabelledSetDoc]:
     """The latest labelled set per material and set of the campaign, in spec order (materials, then
     sets; sets no longer in the spec are left out)."""
-    from pftflow.flows.campaigns import campaign_query, latest_outputs
-
     docs = latest_outputs(store, campaign_query(spec, "labelled_set"), keys=("material_id", "set_name"))
     mids = spec.material_ids
     names = [*spec.set_names, IMPORT_MODEL]
@@ -361,3 +355,6 @@ def dataset_results(spec, store) -> dict:
         if mine:
             summary[mid] = {"n_sets": len(mine), "n_structures": sum(r["n_structures"] for r in mine)}
     return {"campaign": spec.name, "kind": KIND, "columns": COLUMNS, "rows": rows, "summary": summary}
+
+
+CAMPAIGN_KIND = campaign_kind(KIND, build_dataset, dataset_results)

@@ -14,7 +14,7 @@
   base and the fine-tuned model on held-out materials, built from :mod:`pftflow.flows.phonons`
   (``reference_phonon_maker(mode="import")``, ``mlip_phonon_maker``, ``jobs.compare``) and tagged with
   :class:`~pftflow.identity.ResultId` exactly as the phonons campaign
-  (:func:`pftflow.flows.campaigns.build_phonons`).  Spec: docs/training.md.
+  (:func:`pftflow.flows.phonons_campaign.build_phonons`).  Spec: docs/training.md.
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from jobflow import Flow, Job, Maker, job
 from monty.json import MontyDecoder
 from pydantic import Field
 
-from pftflow.flows.campaigns import find_stored
-from pftflow.flows.phonons import set_resources
+from pftflow.flows import jobs
+from pftflow.flows.benchmark import benchmark_flow as harmonic_benchmark
+from pftflow.flows.makers import set_resources
+from pftflow.flows.reuse import campaign_kind, find_stored, recorded_spec
 from pftflow.identity import ResultId, content_key, file_sha, material_id_from_path, model_name
 from pftflow.serialization import ArrayBlob, Document
+from pftflow.spec.phonons import ReferenceSpec
 from pftflow.training.data import LabelledStructure, TrainingData
 
 DEFAULT_RUN_DIR = "pft_runs"
@@ -334,10 +337,7 @@ def _tag_missing(flow_or_job, meta: dict) -> None:
 
 def benchmark_flow(spec, models: list[tuple[Any, str, Any]], store=None) -> tuple[Flow, dict]:
     """Harmonic benchmark of ``models`` (``(calculator spec or OutputReference, name, key part)``) on the
-    spec's ``test_materials``: :func:`pftflow.flows.campaigns.benchmark_flow` with imported references."""
-    from pftflow.flows.campaigns import benchmark_flow as harmonic_benchmark
-    from pftflow.spec.phonons import ReferenceSpec
-
+    spec's ``test_materials``: :func:`pftflow.flows.benchmark.benchmark_flow` with imported references."""
     parts, reused = harmonic_benchmark(spec.name, KIND, ReferenceSpec(mode="import"), spec.test_materials, models, spec.settings, store)
     return Flow(parts, name=f"benchmark {spec.name}"), reused
 
@@ -347,9 +347,6 @@ def build_finetune(spec_raw, store=None, benchmark_flow_fn: Callable | None = No
     :class:`~pftflow.spec.finetune.FinetuneSpec`) and what was reused from ``store``: ``train`` (a finished
     fine-tuning run under the same key whose exported model file still exists), ``reference`` / ``model`` (see
     :func:`benchmark_flow`)."""
-    from pftflow.flows import jobs
-    from pftflow.flows.campaigns import recorded_spec
-
     spec = finetune_spec(spec_raw)
     tr = spec.training
     name, ft_name = spec.name, tr.export_name
@@ -457,3 +454,11 @@ def load_finetune_results(spec_raw: dict, store) -> dict:
                 "best_valid_loss", "wall_time_s", "resumed_from_epoch", "cotrain_errors")
         train_summary = train.model_dump(include=set(keep)) if isinstance(train, TrainingRunDoc) else {k: train.get(k) for k in keep}
     return {"campaign": name, "kind": KIND, "train": train_summary, "rows": rows, "summary": summary}
+
+
+def _results(spec, store):
+    return load_finetune_results(spec.raw, store)
+
+
+#: a training run stays the builder's decision (reused only while its exported model file exists)
+CAMPAIGN_KIND = campaign_kind(KIND, build_finetune, _results, keep_stages=("train",))

@@ -1,4 +1,4 @@
-"""Running campaigns: building is separate from running (:mod:`pftflow.flows.campaigns` builds).
+"""Running campaigns: building is separate from running (the kinds of :data:`pftflow.flows.campaigns.KINDS` build).
 
 * :mod:`pftflow.run.local` — ``run_campaign``: jobflow ``run_locally``, progress bar, summary;
 * :mod:`pftflow.run.fireworks` — ``submit_campaign``: the same flow on a FireWorks LaunchPad.

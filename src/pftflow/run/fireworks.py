@@ -163,7 +163,7 @@ class PftflowJobFiretask(JobFiretask):
         try:
             from jobflow import SETTINGS
 
-            from pftflow.flows.campaigns import record_failure
+            from pftflow.flows.reuse import record_failure
             from pftflow.run.local import failure_doc, failure_log_header, hint_for, one_line
 
             job = self.get("job")
@@ -292,7 +292,7 @@ def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_f
     from jobflow import Flow
     from jobflow.managers.fireworks import flow_to_workflow
 
-    from pftflow.flows.campaigns import _retarget
+    from pftflow.flows.reuse import retarget
 
     if isinstance(flow, Flow) and not flow.jobs:
         return {"fireworks_added": 0, "fireworks_on_launchpad": 0, "fireworks_rerun": 0, "workflows": [], "warnings": []}
@@ -327,8 +327,8 @@ def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_f
     for fw in new:
         job = job_of[fw.fw_id]
         if mapping:
-            job.function_args = _retarget(job.function_args, mapping)
-            job.function_kwargs = _retarget(job.function_kwargs, mapping)
+            job.function_args = retarget(job.function_args, mapping)
+            job.function_kwargs = retarget(job.function_kwargs, mapping)
         external[fw.fw_id] = {old[p.fw_id]["fw_id"] for p in fw.parents if p.fw_id in old and old[p.fw_id]["state"] != "COMPLETED"}
         fw.parents = [p for p in fw.parents if p.fw_id in new_ids]
     workflows: list[int] = []

@@ -30,7 +30,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pftflow.flows.campaigns import KINDS, record_failure
+from pftflow.flows.campaigns import KINDS
+from pftflow.flows.reuse import record_failure
 from pftflow.store import make_job_store
 
 LAST_CAMPAIGN_FILE = Path("campaigns") / ".last_campaign"

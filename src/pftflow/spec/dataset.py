@@ -19,6 +19,7 @@ from pftflow.sampling.supercells import SupercellChoice, SupercellRule
 from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_unique_ids, existing_path
 from pftflow.spec.errors import FieldIssue
 from pftflow.spec.phonons import ComputeMaterial
+from pftflow.spec.plan_units import _summary, _unit
 
 LABELLER_EXAMPLE = "labeller: {backend: ase, name: GPAW-PBE, import_path: pftflow.calculators.gpaw_reference:make_gpaw_calculator}"
 
@@ -184,8 +185,6 @@ class DatasetSpec(CampaignBase):
 def dataset_plan(spec: DatasetSpec) -> dict:
     """:func:`pftflow.spec.plan` of a dataset campaign: per compute material and set sampling -> forces ->
     labelled_set, per imported material one labelled_set job; plus ``supercells`` per compute material."""
-    from pftflow.spec.plan import _summary, _unit
-
     units = [_unit(None, None, ["parameters"])]
     labeller = spec.labeller.name if spec.labeller is not None else None
     for m in spec.materials:

@@ -30,6 +30,7 @@ from pftflow.spec.dataset import DatasetSampling
 from pftflow.spec.errors import FieldIssue
 from pftflow.spec.finetune import DEFAULT_BASE_MODEL, DEFAULT_RUN_DIR, ExtxyzSource, TrainableModelSpec
 from pftflow.spec.phonons import BenchmarkSettings, ComputeMaterial, MaterialEntry, reference_files_in
+from pftflow.spec.plan_units import _model_stages, _summary, _unit
 from pftflow.training.adapters import FinetuneMode
 from pftflow.training.trainer import TrainConfig
 
@@ -508,8 +509,6 @@ class FinetuneGlobalSpec(CampaignBase):
 # ------------------------------------------------------------------------------ plans
 def campaign_plan(spec) -> dict:
     """:func:`pftflow.spec.plan` of both kinds."""
-    from pftflow.spec.plan import _model_stages, _summary, _unit
-
     units = [_unit(None, None, ["parameters"])]
     model_stages = _model_stages(spec.settings.relax_models)
     if spec.kind == PER_MATERIAL:
