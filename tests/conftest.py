@@ -7,6 +7,7 @@ they are also marked ``shared_data`` so ``pytest -m "not shared_data"`` deselect
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.fixture
+def pinned(request):
+    """``pinned("S_300K Cu", value)`` returns ``value`` and, when ``PFTFLOW_PINNED_OUT`` names a file, appends
+    ``{test, quantity, value, blas}`` to it as one JSON line. ``benchmarks/cross_kernel.py`` runs the tests marked
+    ``blas_sensitive`` once per OpenBLAS kernel with it set and prints the spread of every pinned quantity: the
+    number a cross-machine tolerance is taken from."""
+    out = os.environ.get("PFTFLOW_PINNED_OUT")
+
+    def _pin(quantity: str, value):
+        if out:
+            from threadpoolctl import threadpool_info
+
+            kernels = sorted({i.get("architecture") or "?" for i in threadpool_info() if i.get("internal_api") == "openblas"})
+            with open(out, "a") as fh:
+                fh.write(json.dumps({"test": request.node.nodeid, "quantity": quantity, "value": float(value), "blas": kernels}) + "\n")
+        return value
+
+    return _pin
 
 
 @pytest.fixture(scope="session")

@@ -188,6 +188,33 @@ def test_parity_panels_need_values():
         plot_parity_panels([{"model": "m", "material_id": "x", "failed": True, "omega_max_K": 1.0, "omega_max_K_ref": 1.0}], "unused.png")
 
 
+def test_results_and_report_carry_provenance(campaign, report):
+    """Every row (JSON too) names the code, packages, CPU and BLAS kernel that computed it, and the report shows
+    them; from the analysis documents (issue 17)."""
+    import json
+
+    from pftflow.provenance import environment
+    from pftflow.results import format_results, load_results
+
+    _, p = campaign
+    res = load_results(load_spec(p))
+    here = environment()
+    ok = [r for r in res["rows"] if not r.get("failed")]
+    assert ok
+    for r in ok:
+        assert r["provenance_source"] == "analysis"
+        assert r["pftflow_version"] == here["pftflow"] and r["cpu"] == here["cpu"]
+        assert r["versions"]["phonopy"] == here["versions"]["phonopy"]
+        assert r["blas"] and r["git_commit"] == (here["git_commit"] and here["git_commit"] + ("+dirty" if here["git_dirty"] else ""))
+        assert r["model_sha256"] is None  # EMT has no weights file
+    rows = json.loads(format_results(res, "json"))["rows"]
+    assert all(k in rows[0] for k in ("model_sha256", "git_commit", "versions", "cpu", "blas"))
+    md = report.index_md.read_text()
+    cells = md_rows(md, "Provenance")
+    assert cells and any(here["cpu"] in c for c in cells[0])
+    assert "Provenance" in report.index_html.read_text()
+
+
 def test_docs_list_every_column_with_its_unit():
     from pftflow.report import columns_markdown
     from pftflow.results import COLUMNS

@@ -32,6 +32,9 @@ class ParametersDoc(Document):
     versions: dict[str, str] = Field(description="package versions")
     host: str = Field(description="host name")
     time: float = Field(description="UNIX time of the run (s)")
+    environment: dict[str, Any] = Field(
+        default_factory=dict, description="pftflow version and git commit, package versions, host, CPU, BLAS kernels (pftflow.provenance.environment)"
+    )
 
 
 class RelaxDoc(Document):
@@ -128,6 +131,9 @@ class PhononAnalysisDoc(Document):
     band_path: ArrayTree = Field(None, description="band q-path (fractional): qpoints, labels, path_connections")
     result: PhononResult | None = Field(None, description="thermal properties, ω_max, stability, bands, DOS, mesh")
     settings: dict[str, Any] = Field(default_factory=dict, description="PhononSettings used")
+    environment: dict[str, Any] = Field(
+        default_factory=dict, description="where the analysis ran: pftflow version and git commit, packages, CPU, BLAS kernel (pftflow.provenance)"
+    )
     relax: RelaxDoc | None = Field(None, description="the model relaxation before the phonons, if any")
 
     @property

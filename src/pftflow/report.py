@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pftflow.flows.campaigns import KINDS
 from pftflow.flows.benchmark import phonons_band_plots
-from pftflow.results import column_info, open_campaigns, results_frame, results_rows
+from pftflow.flows.campaigns import KINDS
+from pftflow.results import column_info, load_results, open_campaigns, results_frame, results_rows
 
 #: display formats of table cells (column -> format); other numbers: 4 significant digits
 FORMATS = {
@@ -73,6 +73,10 @@ DATASET_TABLE = [
     ("force_max_eV_per_A", "|F| max [eV/Å]"), ("displacement_std_A", "u std [Å]"), ("min_distance_A", "d min [Å]"),
     ("seconds_per_structure", "s/structure"),
 ]
+#: the provenance table: one row per model × distinct (code, machine) that computed its rows
+PROVENANCE_TABLE = [("model", "model"), ("model_file", "weights file"), ("model_sha256", "sha256"), ("pftflow_version", "pftflow"),
+                    ("git_commit", "git commit"), ("key_versions", "packages"), ("cpu", "CPU"), ("blas", "BLAS kernel"),
+                    ("n_rows", "rows"), ("provenance_source", "from")]
 FAILURE_TABLE = [("material_id", "material"), ("model", "model"), ("status", "status"), ("failed_stage", "stage"), ("reason", "reason"),
                  ("hint", "hint")]
 #: (absolute-error column, label) compared before / after fine-tuning and plotted against N
@@ -316,8 +320,28 @@ def _error_vs_n(records: list[dict], out_dir: Path, notes: list[str]) -> Section
     return sec
 
 
+def _provenance_section(records: list[dict]) -> Section:
+    """Who computed the rows: model weights (sha256), pftflow version and commit, packages, CPU and BLAS
+    kernel, one line per model and distinct combination (a campaign resumed on another machine has two)."""
+    groups: dict[tuple, dict] = {}
+    for r in records:
+        if r.get("status") == "missing":
+            continue
+        v = r.get("versions") if isinstance(r.get("versions"), dict) else {}
+        key_versions = ", ".join(f"{p} {v[p]}" for p in ("numpy", "phonopy", "phono3py", "torch", "sevenn", "chgnet", "mace-torch", "gpaw", "nequix") if v.get(p))
+        row = {c: r.get(c) for c, _ in PROVENANCE_TABLE if c not in ("key_versions", "n_rows")}
+        row["model_sha256"] = (row["model_sha256"] or "")[:16] or None
+        row["key_versions"] = key_versions or None
+        g = groups.setdefault(tuple(sorted((k, str(x)) for k, x in row.items())), {**row, "n_rows": 0})
+        g["n_rows"] += 1
+    text = ("Where the numbers came from, from the stored documents (`pftflow results --format json` has the full sha256 and "
+            "every package version per row). Round-off-sensitive quantities can differ in the last digits between BLAS kernels "
+            "(docs/metrics.md, noise floor).")
+    return Section("Provenance", [text, _table(list(groups.values()), PROVENANCE_TABLE)] if groups else [text, "No stored results yet."])
+
+
 def _campaign_section(spec, store, out_dir: Path, multi: bool, notes: list[str]) -> tuple[Section, list[dict]]:
-    res = KINDS[spec.kind].results(spec, store)
+    res = load_results(spec, store)
     df = results_frame(results_rows(spec, res, store))
     records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
     sub = _slug(spec.name)
@@ -334,6 +358,7 @@ def _campaign_section(spec, store, out_dir: Path, multi: bool, notes: list[str])
         subs = _kappa_sections(spec, records, out_dir, sub, notes)
     else:
         subs = _dataset_sections(spec, records)
+    subs.append(_provenance_section(records))
     bad = [r for r in records if r["status"] != "ok"]
     none = "None: every pair has a result." if records else "Nothing stored yet for this campaign (pftflow status shows what ran)."
     subs.append(Section("Failed and missing", [_table(bad, FAILURE_TABLE, "tracebacks: the campaign's logs/ folder; per stage: pftflow status")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pftflow.flows.campaigns import KINDS
+from pftflow.provenance import blas_kernels
 
 #: columns of the harmonic results table (JSON gives every field; see docs/metrics.md)
 TABLE_COLUMNS = [
@@ -52,10 +53,75 @@ def load_results(spec, store=None) -> dict:
     own = store is None
     store = store or open_store(spec)
     try:
-        return KINDS[spec.kind].results(spec, store)
+        res = KINDS[spec.kind].results(spec, store)
+        attach_provenance(spec, res.get("rows") or [], store)
+        return res
     finally:
         if own:
             store.close()
+
+
+#: the provenance fields of every row (:func:`attach_provenance`)
+PROVENANCE_FIELDS = ("model_file", "model_sha256", "pftflow_version", "git_commit", "versions", "cpu", "blas", "provenance_source")
+#: stages whose stored output names the model's weights (output field with the calculator provenance)
+_MODEL_STAGES = (("forces", "provenance"), ("relax", "model"), ("kappa", "model_provenance"))
+
+
+def _latest(docs: list[dict]) -> list[dict]:
+    return sorted(docs, key=lambda d: str(d.get("completed_at", "")), reverse=True)
+
+
+def attach_provenance(spec, rows: list[dict], store) -> list[dict]:
+    """Fill the :data:`PROVENANCE_FIELDS` of each row in place from the documents that store them: the
+    model file and its sha256 from the model's stored force / relax / κ output (calculator provenance),
+    pftflow version, git commit, package versions, CPU and BLAS kernel from the row's phonon analysis
+    (``PhononAnalysisDoc.environment``, where the kernel-dependent numbers were computed), else from the
+    campaign's last run record (``ParametersDoc.environment``; ``provenance_source`` says which). Documents
+    written before pftflow recorded an environment leave those fields None."""
+    from pftflow.flows.campaigns import campaign_query
+
+    docs = store.docs_store
+
+    def env_of(d: dict) -> dict:
+        out = d.get("output") or {}
+        env = dict(out.get("environment") or {})
+        if not env and out.get("versions"):  # a run record or κ result from before the environment field
+            env = {"versions": out.get("versions"), "pftflow": (out.get("versions") or {}).get("pftflow"), "host": out.get("host")}
+        return env
+
+    run_env: dict = {}
+    for d in _latest(list(docs.query(campaign_query(spec, "parameters"), properties=["output.environment", "output.versions", "output.host", "completed_at"]))):
+        run_env = env_of(d)
+        break
+    analysis_env: dict[tuple, dict] = {}
+    for d in _latest(list(docs.query(campaign_query(spec, "analysis"), properties=["metadata", "output.environment", "completed_at"]))):
+        m = d.get("metadata") or {}
+        analysis_env.setdefault((m.get("material_id"), m.get("model")), (d.get("output") or {}).get("environment") or {})
+    model_prov: dict[str, dict] = {}
+    for model in dict.fromkeys(r.get("model") for r in rows if r.get("model")):
+        for stage, field in _MODEL_STAGES:
+            found = [(d.get("output") or {}).get(field) or {} for d in
+                     _latest(list(docs.query(campaign_query(spec, stage, **{"metadata.model": model}), properties=[f"output.{field}", "completed_at"], limit=5)))]
+            found = [p for p in found if p.get("sha256") or p.get("file")]
+            if found:
+                model_prov[model] = found[0]
+                break
+    for r in rows:
+        env, source = analysis_env.get((r.get("material_id"), r.get("model"))) or {}, "analysis"
+        if not env:
+            env, source = run_env, ("run" if run_env else None)
+        mp = model_prov.get(r.get("model")) or {}
+        r.update(
+            model_file=mp.get("file") or mp.get("path"),
+            model_sha256=mp.get("sha256"),
+            pftflow_version=env.get("pftflow"),
+            git_commit=(env.get("git_commit") + ("+dirty" if env.get("git_dirty") else "")) if env.get("git_commit") else None,
+            versions=env.get("versions"),
+            cpu=env.get("cpu"),
+            blas=blas_kernels(env),
+            provenance_source=source,
+        )
+    return rows
 
 
 def _fmt(v, f):
@@ -180,6 +246,15 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "mesh_rmse_THz": ("THz", "weighted RMSE of the frequencies on the BZ mesh"),
     "band_rmse_THz": ("THz", "RMSE of the frequencies along the band path"),
     "metric_errors": ("-", "why a metric is None (mesh or path mismatch, data missing)"),
+    # provenance (every kind): pftflow.results.attach_provenance
+    "model_file": ("-", "file name of the model's weights, as stored with its forces / relaxation / κ"),
+    "model_sha256": ("-", "sha256 of that file (None for a model without a weights file, e.g. EMT)"),
+    "pftflow_version": ("-", "pftflow version that computed the row"),
+    "git_commit": ("-", "git commit of the pftflow source that computed the row (`+dirty`: with uncommitted changes); None for an installed wheel"),
+    "versions": ("-", "versions of python, numpy, scipy, phonopy, phono3py, spglib, ASE, jobflow, torch and the model packages"),
+    "cpu": ("-", "CPU model of the machine that computed the row"),
+    "blas": ("-", "BLAS library, version and kernel (OpenBLAS picks one per CPU, or OPENBLAS_CORETYPE): round-off differs between kernels"),
+    "provenance_source": ("-", "analysis: the fields above come from the row's phonon analysis; run: from the campaign's last run record"),
     # κ (kappa): docs/kappa.md
     "name": ("-", "kappa: material display name (formula)"),
     "kappa_W_per_mK": ("W/m/K", "κ of the model: trace/3 of the total κ tensor at the first temperature"),
@@ -446,7 +521,7 @@ def load(spec_or_store, *, campaign: str | None = None, material: str | Iterable
         for spec in specs:
             if (camps and spec.name not in camps) or (kinds and spec.kind not in kinds):
                 continue
-            rows += results_rows(spec, KINDS[spec.kind].results(spec, store), store)
+            rows += results_rows(spec, load_results(spec, store), store)
     finally:
         store.close()
     df = results_frame(rows) if rows else pd.DataFrame(columns=_ID_COLUMNS)

@@ -54,7 +54,8 @@ def test_identical_model_gives_zero_errors_and_rerun_reuses_store(tmp_path, monk
     assert [r["omega_max_K"] for r in rows2] == [r["omega_max_K"] for r in rows]
 
 
-def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path, monkeypatch, emt_spec):
+@pytest.mark.blas_sensitive
+def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path, monkeypatch, emt_spec, pinned):
     monkeypatch.chdir(tmp_path)
     spec_path = emt_spec(tmp_path, relax_models=True)
     summary = run_campaign(load_spec(spec_path), progress=False, plots=False)
@@ -62,15 +63,23 @@ def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path
     # the cells above are not EMT's equilibrium, so the relaxed model's phonons differ
     res = load_results(load_spec(spec_path))
     assert all(abs(r["omega_max_K"] - r["omega_max_K_ref"]) > 1.0 for r in res["rows"])
-    # same numbers as before the typed-document refactor (values printed by pftflow 0.1, commit 8833778)
-    before = {
-        "Cu": (336.85803695910437, 323.58610125534597, 31.253220000726653, -1.414042896836388, 23.33646839711634, 0.2012975147290911, 0.20845678324258896),
-        "Al": (354.1353770696744, 330.38301433879053, 31.09799864920797, -1.329720641000177, 23.25182759697564, 0.3544027326781078, 0.3692794013516309),
+    # ω_max and the BZ errors: the numbers printed before the typed-document refactor (pftflow 0.1, commit 8833778);
+    # F, S, C_V: with the three Γ acoustic modes left out of the sums (PhononSettings.exclude_gamma_acoustic, the
+    # default since issue 17; with them in, S moved by 2 % between OpenBLAS kernels).
+    expected = {
+        "Cu": (336.85803695910437, 323.58610125534597, 30.948324791136237, -1.3274460951728673, 23.320229193070993, 0.2012975147290911, 0.20845678324258896),
+        "Al": (354.1353770696744, 330.38301433879053, 30.47546126740736, -1.1527029488872038, 23.219349188884937, 0.3544027326781078, 0.3692794013516309),
     }
     keys = ("omega_max_K", "omega_max_K_ref", "entropy_300K_J_per_K_mol", "free_energy_300K_kJ_per_mol",
             "heat_capacity_300K_J_per_K_mol", "mesh_mae_THz", "band_rmse_THz")
+    # Relative tolerances from benchmarks/cross_kernel.py (2026-12-06, AMD EPYC, 7 OpenBLAS kernels: unset=SkylakeX,
+    # Haswell, Prescott, SkylakeX, Zen, SandyBridge, Nehalem; docs/metrics.md): largest spread of ω_max, S, F, C_V
+    # 6.5e-13, of the band RMSE 3.0e-12, of the mesh MAE 1.3e-9 (the Γ acoustic noise, ~1e-7 THz, enters it with
+    # weight 1/(N_q n_b)). Tolerances are 30-150x those spreads.
+    rel = dict.fromkeys(keys, 1e-10) | {"mesh_mae_THz": 1e-7}
     for r in res["rows"]:
-        assert tuple(r[k] for k in keys) == pytest.approx(before[r["material_id"]], rel=1e-10, abs=0)
+        for k, want in zip(keys, expected[r["material_id"]]):
+            assert pinned(f"{k} {r['material_id']}", r[k]) == pytest.approx(want, rel=rel[k], abs=0), (r["material_id"], k)
 
     code = textwrap.dedent(
         f"""

@@ -195,7 +195,8 @@ def test_settings_classes_keep_their_helpers():
     from pftflow.training.trainer import TrainConfig
 
     assert PhononSettings().as_dict() == {"displacement_A": 0.01, "symprec": 1e-5, "temperatures_K": [0.0, 75.0, 150.0, 300.0, 600.0],
-                                          "mesh": 100.0, "band_npoints": 51, "subtract_drift": True, "symmetrize_fc": True}
+                                          "mesh": 100.0, "band_npoints": 51, "subtract_drift": True, "symmetrize_fc": True,
+                                          "exclude_gamma_acoustic": True}
     assert PhononSettings(mesh=[6, 6, 6]).as_dict()["mesh"] == [6, 6, 6]
     assert RelaxSettings.ksrme().as_dict() == {"fmax_eV_per_A": 1e-4, "steps": 300, "restarts": 0, "relax_cell": True, "fix_symmetry": True,
                                                "symprec": 1e-5, "two_stage": True, "cell_mask": None, "optimizer": "FIRE"}

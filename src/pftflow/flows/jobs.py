@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import platform
 import time
-from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 from jobflow import job
@@ -26,26 +25,18 @@ from pftflow.documents import (
     StructureSet,
 )
 from pftflow.materials.reference import PhononReference
+from pftflow.provenance import environment
 from pftflow.serialization import ArrayBlob
 
 #: what goes to the additional store: every array blob, wherever it sits in a document
 BLOBS = [ArrayBlob]
 
 
-def software_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("pftflow", "phonopy", "phono3py", "ase", "spglib", "jobflow", "maggma", "torch", "sevenn", "chgnet", "mace-torch", "gpaw", "nequix", "jax"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 @job(output_schema=ParametersDoc)
 def record_parameters(spec: dict) -> ParametersDoc:
     """Store the campaign spec and the software versions that ran it."""
-    return ParametersDoc(spec=spec, versions=software_versions(), host=platform.node(), time=time.time())
+    env = environment()
+    return ParametersDoc(spec=spec, versions=env["versions"], host=platform.node(), time=time.time(), environment=env)
 
 
 @job(output_schema=PhononReference, data=BLOBS)
@@ -203,6 +194,7 @@ def phonon_analysis(
         result=res,
         settings=s.as_dict(),
         relax=relax,
+        environment=environment(),
     )
 
 

@@ -36,6 +36,7 @@ from pftflow.identity import ResultId, content_key, model_name
 from pftflow.kappa.conductivity import KappaSettings
 from pftflow.kappa.documents import KappaResultDoc, Phono3pyDisplacementDoc
 from pftflow.materials.kappa import KappaMaterial, KappaReference
+from pftflow.provenance import package_versions
 from pftflow.serialization import ArrayBlob, atoms_to_dict, dict_to_atoms
 
 #: what goes to the additional store: every array blob, wherever it sits in a document
@@ -83,7 +84,7 @@ def _result_base(material: KappaMaterial, model: str, s: KappaSettings, relax: R
         "relax": relax,
         "q_mesh": [int(x) for x in (s.q_mesh or material.q_mesh)],
         "settings": s.as_dict(),
-        "versions": jobs.software_versions(),
+        "versions": package_versions(),
         "n_fc2": disp.n_fc2,
         "n_fc3": disp.n_fc3,
         "fc2_forces_wall_time_s": fc2_forces.wall_time_s,

@@ -58,6 +58,12 @@ class PhononSettings(BaseModel):
     band_npoints: int = Field(51, ge=2, description="points per band-path segment (>= 2)", examples=[51])
     subtract_drift: bool = Field(True, description="subtract the mean force of each displaced supercell before fitting")
     symmetrize_fc: bool = Field(True, description="phonopy's translational / permutational symmetrization of the force constants")
+    exclude_gamma_acoustic: bool = Field(
+        True,
+        description="leave the three acoustic modes at Γ (zero up to round-off) out of F, S and C_V, as phonopy's "
+        "exclude_gamma_acoustic does; False keeps phonopy's default, where the sign and size of their round-off noise "
+        "moves S and F by up to ~R·ln(10)/N_q per decade of noise (docs/metrics.md, noise floor)",
+    )
 
     @field_validator("temperatures_K", mode="before")
     @classmethod
@@ -201,18 +207,19 @@ def run_mesh(phonon, mesh, *, symmetry: bool = True) -> dict:
     }
 
 
-def thermal_properties(phonon, temperatures_K: Sequence[float], mesh) -> ThermalProperties:
+def thermal_properties(phonon, temperatures_K: Sequence[float], mesh, *, exclude_gamma_acoustic: bool = True) -> ThermalProperties:
     """Harmonic F (kJ/mol), S, C_V (J/K/mol) per mole of primitive cells on ``mesh`` (None: the
-    mesh phonopy already holds, from :func:`run_mesh`)."""
-    import warnings
+    mesh phonopy already holds, from :func:`run_mesh`).
 
+    ``exclude_gamma_acoustic`` (default): the three acoustic modes at Γ, the three smallest |f| there, are left
+    out of the sums (phonopy's own ``exclude_gamma_acoustic``). Their frequencies are zero only up to round-off
+    (±1e-8 … 1e-6 THz), and with phonopy's default a positive one adds ~R·(1 + ln(k_B T / hν)) / N_q to S, so
+    the BLAS kernel alone moved S by 2 % on an 8×8×8 mesh (docs/metrics.md, noise floor). ``False`` keeps
+    phonopy's default (the MDR-PBE convention), and phonopy then warns that they entered the sums.
+    """
     if mesh is not None:
         phonon.run_mesh(mesh, is_gamma_center=True, with_eigenvectors=False)
-    with warnings.catch_warnings():
-        # Near-zero Γ acoustic modes enter the sums as phonopy (and the MDR-PBE data) always did;
-        # excluding them would no longer reproduce the stored MDR values (docs/metrics.md).
-        warnings.filterwarnings("ignore", message=".*acoustic mode.*at Gamma")
-        phonon.run_thermal_properties(temperatures=np.asarray(temperatures_K, dtype=float))
+    phonon.run_thermal_properties(temperatures=np.asarray(temperatures_K, dtype=float), exclude_gamma_acoustic=exclude_gamma_acoustic)
     tp = phonon.thermal_properties
     return ThermalProperties(
         temperatures_K=np.asarray(tp.temperatures, dtype=float),
@@ -268,7 +275,7 @@ def analyze_phonons(
     qc = commensurate_qpoints(phonon)
     fc_freqs = frequencies_at(phonon, qc)
     mesh = run_mesh(phonon, s.mesh)  # one mesh run for the frequencies, thermal properties and DOS
-    thermal = thermal_properties(phonon, s.temperatures_K, None)
+    thermal = thermal_properties(phonon, s.temperatures_K, None, exclude_gamma_acoustic=s.exclude_gamma_acoustic)
     dos = total_dos(phonon, None) if with_dos else None
     bands = None
     if with_bands:
