@@ -78,7 +78,7 @@ def attach_provenance(spec, rows: list[dict], store) -> list[dict]:
     (``PhononAnalysisDoc.environment``, where the kernel-dependent numbers were computed), else from the
     campaign's last run record (``ParametersDoc.environment``; ``provenance_source`` says which). Documents
     written before pftflow recorded an environment leave those fields None."""
-    from pftflow.flows.campaigns import campaign_query
+    from pftflow.flows.reuse import campaign_query
 
     docs = store.docs_store
 
