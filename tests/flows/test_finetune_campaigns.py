@@ -372,7 +372,7 @@ def test_global_split_distillation_early_stopping_and_rows(tmp_path):
 
 
 def test_seeded_split_and_split_files(tmp_path):
-    from pftflow.spec.finetune_campaigns import MaterialSplit, read_split_file
+    from pftflow.spec.finetune_global import MaterialSplit, read_split_file
 
     ids = [f"mp-{i}" for i in range(40)]
     a = MaterialSplit(n_test=8, n_valid=4, seed=7).assign(ids)
@@ -392,7 +392,7 @@ def test_seeded_split_and_split_files(tmp_path):
 
 
 def test_mdr_split_file_reads(shared_data):
-    from pftflow.spec.finetune_campaigns import read_split_file
+    from pftflow.spec.finetune_global import read_split_file
 
     roles = read_split_file(shared_data / "mdr" / "pbe_mdr_split.json")
     assert (len(roles["train"]), len(roles["valid"]), len(roles["test"])) == (8510, 448, 1000)

@@ -27,15 +27,19 @@ import numpy as np
 from jobflow import Flow, Job, Maker, job
 from pydantic import Field
 
+from pftflow.calculators.backends import cached_calculator
 from pftflow.calculators.base import ForceResults
 from pftflow.documents import LabelledSetDoc, StructureSet
 from pftflow.flows import jobs
 from pftflow.flows.makers import ForceMaker, _key_part, _tag, set_resources
 from pftflow.flows.reuse import campaign_kind, campaign_query, latest_outputs, recorded_spec, stored_jobs
 from pftflow.identity import ResultId, content_key, file_sha
+from pftflow.materials.readers import read_reference
 from pftflow.sampling.checks import SetChecks
+from pftflow.sampling.sets import SamplingSettings, sample_set
 from pftflow.serialization import Array, ArrayBlob, ArrayTree, Document, Structure, atoms_to_dict, dict_to_atoms
 from pftflow.spec.phonons import ComputeMaterial
+from pftflow.training import data as D
 
 KIND = "dataset"
 BLOBS = [ArrayBlob]
@@ -70,14 +74,10 @@ class SampledSetDoc(Document):
 @job(output_schema=SampledSetDoc, data=BLOBS)
 def sample_structures(material_id: str, structure, supercell_matrix, settings: dict, relax_calculator: dict | None = None) -> SampledSetDoc:
     """A structure set of a material on its supercell (:func:`pftflow.sampling.sample_set`)."""
-    from pftflow.sampling.sets import SamplingSettings, sample_set
-
     s = SamplingSettings(**settings)
     unitcell = _atoms(structure)
     calc, prov = None, None
     if relax_calculator is not None:
-        from pftflow.calculators.backends import cached_calculator
-
         c = cached_calculator(relax_calculator)
         calc, prov = c.ase_calculator(), c.provenance()
     t0 = time.perf_counter()
@@ -163,8 +163,6 @@ def label_set(sampled: SampledSetDoc, forces: ForceResults, labeller: str) -> La
 def labelled_set_from_structures(structs, *, material_id: str, name: str, kind: str, labeller: str, provenance: dict, where: str) -> LabelledSetDoc:
     """A :class:`LabelledSetDoc` from :class:`pftflow.training.data.LabelledStructure` objects of one
     material (same species order in every frame; every frame with forces)."""
-    from pftflow.documents import StructureSet
-
     if not structs:
         raise ValueError(f"{where}: no structures")
     symbols = structs[0].atoms.get_chemical_symbols()
@@ -195,8 +193,6 @@ def labelled_set_from_structures(structs, *, material_id: str, name: str, kind: 
 def import_labelled_set(entry: dict) -> LabelledSetDoc:
     """A labelled set read from a reference file (phonopy / MDR / atomate2 displacements with forces)
     or an extxyz file with reference labels; no calculation."""
-    from pftflow.training import data as D
-
     mid = entry["id"]
     if "extxyz" in entry:
         path = entry["extxyz"]
@@ -205,7 +201,6 @@ def import_labelled_set(entry: dict) -> LabelledSetDoc:
         prov = {"code": "import", "source": {"path": str(path), "format": "extxyz", "sha256": file_sha(path),
                                             **{k: entry.get(k) for k in ("energy_key", "forces_key", "stress_key", "index")}}}
         return labelled_set_from_structures(structs, material_id=mid, name=IMPORT_MODEL, kind="import", labeller="import:extxyz", provenance=prov, where=str(path))
-    from pftflow.materials.readers import read_reference
 
     path = entry["reference_file"]
     ref = read_reference(path, fmt=entry.get("reference_format"), material_id=mid, force_sets=entry.get("force_sets"), born=entry.get("born"))

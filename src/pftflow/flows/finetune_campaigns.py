@@ -34,16 +34,23 @@ import numpy as np
 from jobflow import Flow, Job, job
 from pydantic import Field
 
+from pftflow.calculators.backends import cached_calculator
+from pftflow.calculators.energy_models import MACEEnergyModel, SevenNetEnergyModel, load_energy_model
 from pftflow.documents import LabelledSetDoc, PhononAnalysisDoc
+from pftflow.flows import jobs
 from pftflow.flows.benchmark import pair_status
-from pftflow.flows.reuse import find_stored, recorded_spec
 from pftflow.flows.jobs import phonopy_of
 from pftflow.flows.makers import set_resources
-from pftflow.flows.training import ForceErrors, TrainingDataDoc, TrainingRunDoc, TrainMaker, build_structures
+from pftflow.flows.reuse import find_stored, recorded_spec
+from pftflow.flows.training import ForceErrors, TrainingDataDoc, TrainingRunDoc, TrainMaker, build_structures, train_job
 from pftflow.identity import REFERENCE_MODEL, ResultId
-from pftflow.phonons.modes import ModeScan
-from pftflow.serialization import ArrayBlob, Document
+from pftflow.materials.readers import read_reference
+from pftflow.phonons.modes import ModeScan, default_amplitudes, imaginary_modes, scan_mode
+from pftflow.sampling.rattle import rattle, structure_seeds
+from pftflow.serialization import ArrayBlob, Document, dict_to_atoms
 from pftflow.training.data import LabelledStructure, TrainingData
+from pftflow.training.evaluate import force_errors
+from pftflow.training.export import export_model
 
 PER_MATERIAL = "finetune_per_material"
 GLOBAL = "finetune_global"
@@ -100,8 +107,6 @@ def reinitialised_model(model, seed: int = 0):
     SevenNet ``sevenn.model_build.build_E3_equivariant_model``.  Buffers that come from the configuration
     (atomic energies, scale / shift, cutoff) are the base model's."""
     import torch
-
-    from pftflow.calculators.energy_models import MACEEnergyModel, SevenNetEnergyModel
 
     dtype = model.dtype
     old = torch.get_default_dtype()
@@ -208,8 +213,6 @@ def distillation_structures(crystals, n: int, amplitude_A: float, min_atoms: int
     """``n`` rattled supercells (each crystal repeated to >= ``min_atoms``), crystal k % len(crystals) for the
     k-th structure, Gaussian rattles of ``amplitude_A`` with one spawned seed per crystal
     (:func:`pftflow.sampling.rattle.rattle`)."""
-    from pftflow.sampling.rattle import rattle, structure_seeds
-
     if not crystals or n <= 0:
         return []
     seeds = structure_seeds(seed, len(crystals))
@@ -222,9 +225,6 @@ def distillation_structures(crystals, n: int, amplitude_A: float, min_atoms: int
 @job(output_schema=ScratchModelDoc)
 def scratch_model_job(base_model: dict, seed: int, path: str, name: str) -> ScratchModelDoc:
     """Write the base model's architecture with re-initialised weights to ``path``."""
-    from pftflow.training.export import export_model
-    from pftflow.calculators.energy_models import load_energy_model
-
     base = load_energy_model(base_model, dtype="float64", device="cpu")
     fresh = reinitialised_model(base, seed)
     pairs = [(a, b) for a, b in zip(base.model.parameters(), fresh.model.parameters()) if a.numel() > 1]
@@ -249,8 +249,6 @@ def per_material_data_job(labelled: LabelledSetDoc, n_train: int, n_valid: int, 
         raise ValueError(f"{labelled.material_id}: {n_train} training structures asked, the labelled set has {len(pool)} besides the validation ones")
     shift = 0.0
     if energy_reference is not None and all(s.energy_eV is not None for s in structs):
-        from pftflow.calculators.backends import cached_calculator
-
         res = cached_calculator(energy_reference).compute([s.atoms for s in structs], stress=False)
         shift = float(np.mean([(e - s.energy_eV) / len(s.atoms) for e, s in zip(res.energies_eV, structs)]))
         for s in structs:
@@ -265,9 +263,6 @@ def mode_scans_job(material_id: str, reference: PhononAnalysisDoc, models: dict,
     """Scan the imaginary modes of ``reference`` (or, when it has none, the most negative modes of the
     ``models``' analyses) with every calculator (``calculators``: name -> spec; ``reference`` = the labeller);
     scans are on the reference cell (a model's mode pattern is put on the reference supercell: same atom order)."""
-    from pftflow.calculators.backends import cached_calculator
-    from pftflow.phonons.modes import default_amplitudes, imaginary_modes, scan_mode
-
     t0 = time.perf_counter()
     s = dict(settings)
     thr, max_modes = s.get("threshold_THz", -0.1), s.get("max_modes", 2)
@@ -310,9 +305,6 @@ def mode_scans_job(material_id: str, reference: PhononAnalysisDoc, models: dict,
 def self_distillation_job(base_model: dict, crystals: list, settings: dict) -> DistillationDoc:
     """Rattled supercells of ``crystals`` (atoms dicts) labelled by the frozen base model: ``n_structures``
     for co-training and ``n_eval`` held out (another seed stream: changing one count keeps the other set)."""
-    from pftflow.calculators.backends import cached_calculator
-    from pftflow.serialization import dict_to_atoms
-
     cells = [dict_to_atoms({k: v for k, v in c.items() if not k.startswith("@")}) if isinstance(c, dict) else c for c in crystals]
     s = dict(settings)
     amp, min_atoms, seed = s.get("amplitude_A", 0.05), s.get("min_atoms", 16), s.get("seed", 0)
@@ -352,8 +344,6 @@ def global_training_data_job(train: list[dict], valid: list[dict], cotrain: list
 def cotrain_eval_job(base_model: dict, finetuned: dict, distilled: DistillationDoc | None, test_sources: list[dict]) -> CotrainEvalDoc:
     """Force / energy MAE of base and fine-tuned model on the held-out self-distillation structures (labels:
     the base model) and on the test materials' displaced supercells (reference forces)."""
-    from pftflow.training.evaluate import force_errors
-
     out = CotrainEvalDoc()
     if distilled is not None and distilled.heldout:
         out.distillation_heldout = {k: ForceErrors.of(force_errors(m, distilled.heldout)) for k, m in (("base", base_model), ("finetuned", finetuned))}
@@ -391,7 +381,6 @@ def _material_cell(m) -> tuple[Any, list, list | None]:
     """(unit cell Atoms, supercell matrix 3x3, primitive matrix or None) of a compute or import material."""
     if hasattr(m, "structure"):
         return m.structure.atoms(), np.asarray(m.supercell_matrix, dtype=int).tolist(), m.primitive_matrix
-    from pftflow.materials.readers import read_reference
 
     ref = read_reference(m.reference_file, fmt=m.reference_format, material_id=m.id, force_sets=m.force_sets, born=m.born)
     pm = None if ref.primitive_matrix is None else np.asarray(ref.primitive_matrix, dtype=float).tolist()
@@ -414,8 +403,6 @@ def _tag_models(parts, tags: dict[str, dict]) -> None:
 
 
 def _params_job(spec, kind: str) -> Job:
-    from pftflow.flows import jobs
-
     params = jobs.record_parameters(recorded_spec(spec))
     params.name = f"parameters {spec.name}"
     params.metadata = ResultId(campaign=spec.name, kind=kind, stage="parameters").metadata()
@@ -434,8 +421,6 @@ def _make_train(maker: TrainMaker, data, start) -> Job:
     """``maker.make(data, start)``; ``start`` may be a job's output (the re-initialised model's calculator
     spec), which ``TrainMaker.make`` cannot copy into a dict: the same job, tags and resources then."""
     from jobflow import OutputReference
-
-    from pftflow.flows.training import train_job
 
     if not isinstance(start, OutputReference):
         return maker.make(data, start)

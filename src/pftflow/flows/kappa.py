@@ -33,10 +33,20 @@ from pftflow.flows import jobs
 from pftflow.flows.makers import ForceMaker, RelaxMaker, set_resources
 from pftflow.flows.reuse import stored_jobs
 from pftflow.identity import ResultId, content_key, model_name
-from pftflow.kappa.conductivity import KappaSettings
+from pftflow.kappa.conductivity import (
+    KappaSettings,
+    has_imaginary_modes,
+    mesh_frequencies,
+    produce_fc2,
+    produce_fc3,
+    run_conductivity,
+)
 from pftflow.kappa.documents import KappaResultDoc, Phono3pyDisplacementDoc
+from pftflow.kappa.metrics import failed_metrics, material_metrics, srd, sre
 from pftflow.materials.kappa import KappaMaterial, KappaReference
+from pftflow.phonons.relax import RelaxSettings
 from pftflow.provenance import package_versions
+from pftflow.sampling import fc2_supercells, fc3_displacements, fc3_supercells
 from pftflow.serialization import ArrayBlob, atoms_to_dict, dict_to_atoms
 
 #: what goes to the additional store: every array blob, wherever it sits in a document
@@ -45,15 +55,11 @@ BLOBS = [ArrayBlob]
 
 def ksrme_relax_settings(**kw) -> dict:
     """k_SRME relaxation settings as a dict for :func:`pftflow.flows.jobs.relax`."""
-    from pftflow.phonons.relax import RelaxSettings
-
     return RelaxSettings.ksrme(**kw).as_dict()
 
 
 def _phono3py_for(disp: Phono3pyDisplacementDoc):
     """Phono3py for the displaced structure with the stored displacement datasets restored."""
-    from pftflow.sampling import fc3_displacements
-
     ph3 = fc3_displacements(disp.unitcell, disp.fc2_supercell, disp.fc3_supercell, disp.primitive_matrix, distance_A=None, symprec=disp.symprec)
     # copies: phono3py writes the forces into its datasets, the document stays as stored
     ph3.phonon_dataset = copy.deepcopy(disp.fc2_dataset)
@@ -96,8 +102,6 @@ def _result_base(material: KappaMaterial, model: str, s: KappaSettings, relax: R
 def kappa_displacements(material: KappaMaterial, structure=None, *, distance_A: float = 0.03, symprec: float = 1e-5) -> Phono3pyDisplacementDoc:
     """fc2 and fc3 displaced supercells (phono3py, ``distance_A`` Å) of ``structure`` (the relaxed
     cell; None = the material's cell) with the material's supercell and primitive matrices."""
-    from pftflow.sampling import fc2_supercells, fc3_displacements, fc3_supercells
-
     cell = material.atoms if structure is None else (dict_to_atoms(structure) if isinstance(structure, dict) else structure)
     ph3 = fc3_displacements(cell, material.fc2_supercell, material.fc3_supercell, material.primitive_matrix, distance_A=distance_A, symprec=symprec)
     return Phono3pyDisplacementDoc(
@@ -151,9 +155,6 @@ def kappa_fc2_check(
     are chained.  ``upstream``: uuids of the ``displacements``, ``fc2_forces`` and ``relax`` jobs,
     so that the replacement jobs reference the stored outputs instead of carrying copies.
     """
-    from pftflow.kappa.conductivity import has_imaginary_modes, mesh_frequencies, produce_fc2
-    from pftflow.kappa.metrics import failed_metrics
-
     s = KappaSettings.from_dict(settings)
     mesh = list(s.q_mesh or material.q_mesh)
     failed, info = None, {}
@@ -220,9 +221,6 @@ def kappa_conductivity(
     phonon_info: dict | None = None,
 ) -> KappaResultDoc:
     """fc2 + fc3 -> Wigner (or RTA) κ on the q-mesh -> SRD/SRE/SRME against the DFT reference."""
-    from pftflow.kappa.conductivity import produce_fc2, produce_fc3, run_conductivity
-    from pftflow.kappa.metrics import material_metrics, srd, sre
-
     s = KappaSettings.from_dict(settings)
     mesh = list(s.q_mesh or material.q_mesh)
     t0 = time.perf_counter()

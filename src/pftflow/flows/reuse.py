@@ -27,6 +27,7 @@ from typing import Any
 from jobflow import Flow, Job, OutputReference
 from monty.json import MontyDecoder
 
+from pftflow.documents import FailureDoc
 from pftflow.identity import REFERENCE_MODEL
 from pftflow.store import redact
 
@@ -321,8 +322,6 @@ def record_failure(store, failure, job_metadata: dict | None = None) -> None:
 
 def stored_failures(store, campaign: str, query: dict | None = None) -> list:
     """The :class:`~pftflow.documents.FailureDoc` of a campaign, oldest first."""
-    from pftflow.documents import FailureDoc
-
     docs = list(store.docs_store.query({"metadata.campaign": campaign, "metadata.stage": FAILURE_STAGE, **(query or {})},
                                        properties=["output", "completed_at"]))
     docs.sort(key=lambda d: str(d.get("completed_at", "")))

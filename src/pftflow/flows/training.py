@@ -29,14 +29,23 @@ from jobflow import Flow, Job, Maker, job
 from monty.json import MontyDecoder
 from pydantic import Field
 
+from pftflow.calculators.energy_models import load_energy_model
 from pftflow.flows import jobs
 from pftflow.flows.benchmark import benchmark_flow as harmonic_benchmark
 from pftflow.flows.makers import set_resources
 from pftflow.flows.reuse import campaign_kind, find_stored, recorded_spec
 from pftflow.identity import ResultId, content_key, file_sha, material_id_from_path, model_name
+from pftflow.materials.readers import read_reference
+from pftflow.phonons.metrics import summarize
 from pftflow.serialization import ArrayBlob, Document
+from pftflow.spec.finetune import DEFAULT_BASE_MODEL, FinetuneSpec
+from pftflow.spec.load import parse_spec
 from pftflow.spec.phonons import ReferenceSpec
+from pftflow.training import data as D
 from pftflow.training.data import LabelledStructure, TrainingData
+from pftflow.training.evaluate import force_errors
+from pftflow.training.export import export_model
+from pftflow.training.trainer import TrainConfig, train
 
 DEFAULT_RUN_DIR = "pft_runs"
 KIND = "finetune"
@@ -112,8 +121,6 @@ def build_structures(sources: list[dict]):
     """Labelled structures from source entries ``{"type": phonon_reference|displacements|extxyz|rattled, "path": ...}``;
     reference entries may carry ``material_id``, ``reference_format``, ``force_sets`` and ``born`` (as a spec's
     material entry), extxyz entries the keys of :func:`pftflow.training.data.read_extxyz`."""
-    from pftflow.training import data as D
-
     out = []
     for src in sources or []:
         src = dict(src)
@@ -122,8 +129,6 @@ def build_structures(sources: list[dict]):
         if kind in ("phonon_reference", "displacements"):
             ref = path
             if any(src.get(k) for k in ("reference_format", "force_sets", "born")):
-                from pftflow.materials.readers import read_reference
-
                 ref = read_reference(path, fmt=src.get("reference_format"), material_id=mid, force_sets=src.get("force_sets"), born=src.get("born"))
             out += (D.from_phonon_reference if kind == "phonon_reference" else D.from_displacements)(ref, material_id=mid)
         elif kind == "extxyz":
@@ -218,11 +223,6 @@ def train_job(
     checkpoint (:func:`continuable_run`) instead of starting again."""
     import shutil
 
-    from pftflow.training.evaluate import force_errors
-    from pftflow.training.export import export_model
-    from pftflow.calculators.energy_models import load_energy_model
-    from pftflow.training.trainer import TrainConfig, train
-
     data = _as_training_data(train_data)
     cfg = TrainConfig(**config)
     cfg_dict = cfg.as_dict()
@@ -305,11 +305,8 @@ class TrainMaker(Maker):
 # ------------------------------------------------------------------------------------ campaign
 def finetune_spec(spec_raw):
     """The validated :class:`pftflow.spec.finetune.FinetuneSpec` of a spec dict (or the spec itself)."""
-    from pftflow.spec.finetune import FinetuneSpec
-
     if isinstance(spec_raw, FinetuneSpec):
         return spec_raw
-    from pftflow.spec.load import parse_spec
 
     return parse_spec({**spec_raw, "kind": spec_raw.get("kind", KIND)})
 
@@ -418,9 +415,6 @@ def load_finetune_results(spec_raw: dict, store) -> dict:
     ``{campaign, kind, train, rows, summary}``; rows are :meth:`ComparisonDoc.row` of the latest comparison per
     material and model, in the order of ``test_materials`` then (base, fine-tuned).  Reads names from the spec
     dict without validating it (the reference files need not exist any more)."""
-    from pftflow.phonons.metrics import summarize
-    from pftflow.spec.finetune import DEFAULT_BASE_MODEL
-
     name = spec_raw.get("name", KIND)
     tr = spec_raw.get("training") or {}
     base_name = model_name(tr.get("base_model") or DEFAULT_BASE_MODEL)

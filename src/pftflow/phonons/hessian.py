@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
+from pftflow.materials.structures import phonopy_to_atoms
+from pftflow.phonons.harmonic import produce_force_constants
+
 #: the two ways a model's force constants can be produced (campaign option ``force_constants``)
 FC_METHODS = ("displacements", "hessian")
 
@@ -29,8 +32,6 @@ def independent_atoms(phonon) -> np.ndarray:
 
 def supercell_atoms(phonon) -> Atoms:
     """The undisplaced supercell of ``phonon`` as ASE Atoms (Å, masses kept)."""
-    from pftflow.materials.structures import phonopy_to_atoms
-
     return phonopy_to_atoms(phonon.supercell)
 
 
@@ -133,7 +134,6 @@ def force_constants_with(method: str, phonon, calculator, **kwargs) -> np.ndarra
         fc = hessian_force_constants(phonon, calculator, symmetrize=kwargs.get("symmetrize", True))
         phonon.force_constants = fc
         return fc
-    from pftflow.phonons.harmonic import produce_force_constants
 
     return produce_force_constants(
         phonon, kwargs["forces_eV_per_A"], subtract_drift=kwargs.get("subtract_drift", True), symmetrize=kwargs.get("symmetrize", True)

@@ -10,7 +10,7 @@ from pftflow.run.local import LAST_CAMPAIGN_FILE, JobFailure, RunSummary, open_s
 def __getattr__(name: str):
     """``submit_campaign`` imported when used: FireWorks is an optional extra (``pip install pftflow[fireworks]``)."""
     if name == "submit_campaign":
-        from pftflow.run.fireworks import submit_campaign
+        from pftflow.run.fireworks import submit_campaign  # local: FireWorks is an optional extra
 
         return submit_campaign
     raise AttributeError(f"module 'pftflow.run' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from pftflow.sampling.sets import SamplingSettings
-from pftflow.sampling.supercells import SupercellChoice, SupercellRule
+from pftflow.sampling.supercells import SupercellChoice, SupercellRule, choose_supercell
 from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_unique_ids, existing_path
 from pftflow.spec.errors import FieldIssue
 from pftflow.spec.phonons import ComputeMaterial
@@ -168,7 +168,6 @@ class DatasetSpec(CampaignBase):
             out = {}
             for m in self.compute_materials():
                 given = m.supercell_matrix if "supercell_matrix" in m.model_fields_set else None
-                from pftflow.sampling.supercells import choose_supercell
 
                 out[m.id] = choose_supercell(m.structure.atoms(), self.supercell, material_id=m.id, supercell_matrix=given)
             self._supercells = out
