@@ -23,7 +23,6 @@ from pftflow.calculators.base import ForceResults  # noqa: F401  (re-exported: t
 from pftflow.materials.reference import PhononReference, ThermalProperties  # noqa: F401
 from pftflow.phonons.harmonic import PhononResult
 from pftflow.serialization import Array, ArrayTree, Document, Structure
-from pftflow.training.data import LabelledStructure
 
 
 class ParametersDoc(Document):
@@ -216,6 +215,8 @@ class LabelledSetDoc(Document):
 
     def to_labelled_structures(self) -> list:
         """The set as :class:`pftflow.training.data.LabelledStructure` objects (fine-tuning engine)."""
+        from pftflow.training.data import LabelledStructure  # local: pftflow.training imports torch
+
         tag = {"displacements": "displacement", "import": "upstream", "strain": "strained"}.get(self.kind, "rattled")
         out = []
         for k, atoms in enumerate(self.to_atoms()):

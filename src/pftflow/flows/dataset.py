@@ -39,7 +39,6 @@ from pftflow.sampling.checks import SetChecks
 from pftflow.sampling.sets import SamplingSettings, sample_set
 from pftflow.serialization import Array, ArrayBlob, ArrayTree, Document, Structure, atoms_to_dict, dict_to_atoms
 from pftflow.spec.phonons import ComputeMaterial
-from pftflow.training import data as D
 
 KIND = "dataset"
 BLOBS = [ArrayBlob]
@@ -193,6 +192,8 @@ def labelled_set_from_structures(structs, *, material_id: str, name: str, kind: 
 def import_labelled_set(entry: dict) -> LabelledSetDoc:
     """A labelled set read from a reference file (phonopy / MDR / atomate2 displacements with forces)
     or an extxyz file with reference labels; no calculation."""
+    from pftflow.training import data as D  # local: pftflow.training imports torch
+
     mid = entry["id"]
     if "extxyz" in entry:
         path = entry["extxyz"]

@@ -17,7 +17,6 @@ supports the elements of every material (``ForceCalculator.supported_species()``
 (source file) and ``store_dir``.  Relative paths in a spec are checked from the current directory.
 """
 
-from pftflow.spec import finetune
 from pftflow.spec.common import CampaignBase, FireworksSpec, ImportMaterial, ModelSpec, StoreSpec
 from pftflow.spec.errors import FieldIssue, SpecError
 from pftflow.spec.kappa import KappaBlock, KappaCampaignSettings, KappaSpec
@@ -31,6 +30,8 @@ _FINETUNE_NAMES = ("FinetuneSpec", "TrainingSpec", "TrainingDataSpec", "ExtxyzSo
 
 def __getattr__(name: str):
     if name in _FINETUNE_NAMES:
+        from pftflow.spec import finetune  # local: pftflow.spec.finetune imports torch (TrainConfig)
+
         return getattr(finetune, name)
     if name == "CampaignSpec":
         return campaign_spec_type()

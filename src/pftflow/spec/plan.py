@@ -9,7 +9,6 @@ from __future__ import annotations
 from pftflow.identity import REFERENCE_MODEL
 from pftflow.spec.common import CampaignBase
 from pftflow.spec.dataset import dataset_plan
-from pftflow.spec.finetune_campaigns import campaign_plan
 from pftflow.spec.phonons import ComputeMaterial
 from pftflow.spec.plan_units import MODEL_STAGES, _model_stages, _summary, _unit  # noqa: F401  (MODEL_STAGES: public here too)
 
@@ -60,6 +59,8 @@ def plan(spec: CampaignBase) -> dict:
         return dataset_plan(spec)
 
     if kind in ("finetune_per_material", "finetune_global"):
+        from pftflow.spec.finetune_campaigns import campaign_plan  # local: it imports torch (TrainConfig)
+
         return campaign_plan(spec)
 
     raise TypeError(f"plan() needs a campaign spec from pftflow.spec.load_spec / parse_spec, got {type(spec).__name__}")
