@@ -47,7 +47,7 @@ def main():
     from pftflow.phonons.metrics import summarize
     from pftflow.training.evaluate import force_errors, phonon_comparison
     from pftflow.training.export import export_model
-    from pftflow.training.models import SevenNetEnergyModel
+    from pftflow.calculators.energy_models import SevenNetEnergyModel
     from pftflow.training.trainer import TrainConfig, train
 
     t_start = time.perf_counter()

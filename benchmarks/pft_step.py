@@ -30,7 +30,7 @@ def structure(n_atoms: int):
 
 
 def load(model: str):
-    from pftflow.training.models import MACEEnergyModel, SevenNetEnergyModel
+    from pftflow.calculators.energy_models import MACEEnergyModel, SevenNetEnergyModel
 
     if model == "tiny-mace":
         import sys

@@ -202,7 +202,7 @@ def test_worker_reads_the_uri_from_env_or_file(tmp_path, monkeypatch):
 
 
 def test_recorded_spec_and_spec_errors_redact_the_password(tmp_path, emt_spec):
-    from pftflow.flows.campaigns import recorded_spec
+    from pftflow.flows.reuse import recorded_spec
     from pftflow.spec import SpecError, load_spec
 
     spec = load_spec(emt_spec(tmp_path, store_uri=URI, **SECRET_SPEC))

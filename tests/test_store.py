@@ -143,7 +143,7 @@ def test_query_finds_the_expected_documents(pair):
 def test_indexed_lookups_decode_only_their_documents(tmp_path, monkeypatch):
     """uuid / blob_uuid / metadata lookups and upserts read only the matching rows (the old
     montydb store decoded every stored document for each of them)."""
-    import pftflow.store as store_mod
+    import pftflow.store.sqlite as store_mod
 
     js = make_job_store(tmp_path / "camp")
     js.connect()

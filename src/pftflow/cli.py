@@ -36,15 +36,15 @@ def _quiet_library_warnings() -> None:
 
 
 def _spec(path: str):
-    from pftflow.spec import load_spec
+    from pftflow.spec import load_spec  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
     return load_spec(path)
 
 
 def _resolve_spec(path: str | None):
     """The spec at ``path``, or the last campaign run from this directory."""
-    from pftflow.run import LAST_CAMPAIGN_FILE
-    from pftflow.spec import SpecError
+    from pftflow.run import LAST_CAMPAIGN_FILE  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
+    from pftflow.spec import SpecError  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
     if path is None:
         if not LAST_CAMPAIGN_FILE.is_file() or not LAST_CAMPAIGN_FILE.read_text().strip():
@@ -54,7 +54,7 @@ def _resolve_spec(path: str | None):
 
 
 def _print_plan(spec, path: str) -> None:
-    from pftflow.spec import plan
+    from pftflow.spec import plan  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
     p = plan(spec)
     print(f"{path}: OK — {spec.kind} campaign '{spec.name}'")
@@ -77,8 +77,8 @@ def _print_plan(spec, path: str) -> None:
     if spec.store_uri:
         print("  store: MongoDB (not contacted by validate)")
     elif store.is_file():
-        from pftflow.flows.campaigns import KINDS
-        from pftflow.run import open_store
+        from pftflow.flows.campaigns import KINDS  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
+        from pftflow.run import open_store  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
         st = open_store(spec)
         try:
@@ -129,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("schema", help="print the JSON Schema of campaign specs (for editors)")
     args = parser.parse_args(argv)
 
-    from pftflow.results import format_results, jsonable, load_results
-    from pftflow.run.lock import CampaignLocked
-    from pftflow.spec import SpecError
-    from pftflow.store import StoreConnectionError, StoreVersionError
+    from pftflow.results import format_results, jsonable, load_results  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
+    from pftflow.run.lock import CampaignLocked  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
+    from pftflow.spec import SpecError  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
+    from pftflow.store import StoreConnectionError, StoreVersionError  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
     try:
         if args.cmd == "schema":
-            from pftflow.spec import spec_json_schema
+            from pftflow.spec import spec_json_schema  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
             print(json.dumps(spec_json_schema(), indent=2))
             return 0
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             _print_plan(_spec(args.spec), args.spec)
             return 0
         if args.cmd == "run":
-            from pftflow.run import run_campaign
+            from pftflow.run import run_campaign  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
             spec = _spec(args.spec)
             summary = run_campaign(spec, progress=not args.no_progress, plots=not args.no_plots, wait_s=args.wait)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if summary.failed_jobs == 0 else 1
         if args.cmd == "submit":
             try:
-                from pftflow.run import submit_campaign
+                from pftflow.run import submit_campaign  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
             except ModuleNotFoundError as exc:
                 if (exc.name or "").split(".")[0] != "fireworks":
                     raise
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(jsonable(out), indent=2))
             return 0
         if args.cmd == "export":
-            from pftflow.export import export_campaign
+            from pftflow.export import export_campaign  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
             try:
                 out = export_campaign(_resolve_spec(args.spec), args.out)
@@ -180,13 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             print(format_results(load_results(_resolve_spec(args.spec)), args.format))
             return 0
         if args.cmd == "report":
-            from pftflow.report import write_report
+            from pftflow.report import write_report  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
             target = args.spec if args.spec is not None and Path(args.spec).is_dir() else _resolve_spec(args.spec)
             print(write_report(target, args.out, campaign=args.campaign).text())
             return 0
         if args.cmd == "status":
-            from pftflow.status import campaign_status, format_status
+            from pftflow.status import campaign_status, format_status  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
 
             st = campaign_status(_resolve_spec(args.spec))
             print(json.dumps(jsonable(st), indent=2) if args.json else format_status(st))

@@ -215,7 +215,7 @@ class LabelledSetDoc(Document):
 
     def to_labelled_structures(self) -> list:
         """The set as :class:`pftflow.training.data.LabelledStructure` objects (fine-tuning engine)."""
-        from pftflow.training.data import LabelledStructure
+        from pftflow.training.data import LabelledStructure  # local: pftflow.training imports torch
 
         tag = {"displacements": "displacement", "import": "upstream", "strain": "strained"}.get(self.kind, "rattled")
         out = []

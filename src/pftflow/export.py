@@ -18,6 +18,8 @@ import numpy as np
 from ase import Atoms
 
 from pftflow.documents import LabelledSetDoc
+from pftflow.flows.dataset import load_labelled_sets
+from pftflow.run import open_store
 
 ENERGY_KEY, FORCES_KEY, STRESS_KEY = "REF_energy", "REF_forces", "REF_stress"
 
@@ -54,9 +56,6 @@ def write_extxyz(docs: Sequence[LabelledSetDoc], path: str | os.PathLike) -> Pat
 def export_campaign(spec, out: str | os.PathLike, store=None) -> dict:
     """The latest labelled sets of a ``dataset`` campaign (spec order) written to ``out``; returns
     ``{"path", "n_frames", "sets": [{material_id, name, n_structures}]}``."""
-    from pftflow.flows.dataset import load_labelled_sets
-    from pftflow.run import open_store
-
     if getattr(spec, "kind", None) != "dataset":
         where = spec.path or spec.name
         raise ValueError(f"{where}: kind: export needs a 'dataset' campaign, this one is '{spec.kind}'; e.g. pftflow export workflows/dataset-gpaw-si-nacl.yaml --out data.extxyz")

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pftflow.flows.campaigns import KINDS, phonons_band_plots
+from pftflow.flows.benchmark import phonons_band_plots
+from pftflow.flows.campaigns import KINDS
 from pftflow.results import column_info, load_results, open_campaigns, results_frame, results_rows
 
 #: display formats of table cells (column -> format); other numbers: 4 significant digits

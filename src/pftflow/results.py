@@ -78,7 +78,7 @@ def attach_provenance(spec, rows: list[dict], store) -> list[dict]:
     (``PhononAnalysisDoc.environment``, where the kernel-dependent numbers were computed), else from the
     campaign's last run record (``ParametersDoc.environment``; ``provenance_source`` says which). Documents
     written before pftflow recorded an environment leave those fields None."""
-    from pftflow.flows.campaigns import campaign_query
+    from pftflow.flows.reuse import campaign_query
 
     docs = store.docs_store
 
@@ -412,7 +412,7 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
     """The rows of :func:`load` for one campaign: the reader's rows (``res`` from
     :func:`load_results`) with identity, status and reason filled in, failed / missing pairs
     added for kinds whose reader leaves them out (``store`` needed for their reasons)."""
-    from pftflow.flows.campaigns import pair_status
+    from pftflow.flows.benchmark import pair_status
 
     kind, campaign = res.get("kind", spec.kind), res.get("campaign", spec.name)
     variant = _variant(spec)
@@ -445,7 +445,7 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
         row.update({k: v for k, v in r.items() if k not in row})
         rows.append(row)
     if kind == "dataset" and store is not None:  # a set whose job failed: a row per material × set, its latest failure
-        from pftflow.flows.campaigns import FAILURE_STAGE
+        from pftflow.flows.reuse import FAILURE_STAGE
 
         done = {(r["material_id"], r.get("variant")) for r in rows}
         latest: dict[tuple, dict] = {}

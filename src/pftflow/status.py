@@ -27,7 +27,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pftflow.flows.campaigns import KINDS, stored_failures, stored_jobs
+from pftflow.flows.campaigns import KINDS
+from pftflow.flows.reuse import stored_failures, stored_jobs
 from pftflow.identity import REFERENCE_MODEL, STAGES
 
 STATUSES = ("done", "reused", "running", "failed", "missing")

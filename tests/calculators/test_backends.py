@@ -56,7 +56,7 @@ def test_ase_backend_import_path_and_errors():
 
 
 def test_mace_foundation_name_fails_offline_with_instructions(tmp_path, monkeypatch):
-    import pftflow.calculators.backends as be
+    import pftflow.calculators.model_files as be
 
     monkeypatch.setattr(be, "MACE_CACHE_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="never downloads at run time") as exc:

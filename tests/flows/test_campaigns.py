@@ -111,7 +111,7 @@ def test_relaxed_model_differs_and_store_is_readable_from_fresh_process(tmp_path
 def test_every_job_carries_identity_and_a_chained_key(tmp_path, monkeypatch, emt_spec):
     """Jobs are tagged by the maker with campaign, kind, material, model, stage and a content key;
     the key changes when a setting that determines the output changes, and only downstream."""
-    from pftflow.flows.campaigns import build_phonons
+    from pftflow.flows.phonons_campaign import build_phonons
     from pftflow.store import make_job_store
 
     monkeypatch.chdir(tmp_path)

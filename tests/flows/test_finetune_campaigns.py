@@ -130,7 +130,7 @@ def test_per_material_every_mode_and_n_sweep(per_material):
     brings the phonons closer to EMT's."""
     from pftflow.results import load_results
     from pftflow.run import open_store
-    from pftflow.training.models import MACEEnergyModel
+    from pftflow.calculators.energy_models import MACEEnergyModel
 
     tmp, spec, summary = per_material
     res = load_results(spec)
@@ -215,7 +215,8 @@ def test_per_material_new_n_reuses_the_labels(per_material):
     N = 3 data, fine-tunes and benchmarks (and the mode scans, which see the new models) are new.  Before they
     run, the results list the new pairs as missing."""
     from pftflow.flows.campaigns import KINDS
-    from pftflow.flows.finetune_campaigns import _all_jobs, per_material_results
+    from pftflow.flows.finetune_campaigns import _all_jobs
+    from pftflow.flows.finetune_per_material import per_material_results
     from pftflow.run import open_store
 
     _, spec, _ = per_material
@@ -321,7 +322,7 @@ def test_global_split_distillation_early_stopping_and_rows(tmp_path):
     from pftflow.training.data import from_phonon_reference
     from pftflow.training.evaluate import phonon_comparison
     from pftflow.training.loss import LossWeights
-    from pftflow.training.models import load_energy_model
+    from pftflow.calculators.energy_models import load_energy_model
     from pftflow.training.trainer import evaluate
 
     raw = global_spec(tmp_path)
@@ -371,7 +372,7 @@ def test_global_split_distillation_early_stopping_and_rows(tmp_path):
 
 
 def test_seeded_split_and_split_files(tmp_path):
-    from pftflow.spec.finetune_campaigns import MaterialSplit, read_split_file
+    from pftflow.spec.finetune_global import MaterialSplit, read_split_file
 
     ids = [f"mp-{i}" for i in range(40)]
     a = MaterialSplit(n_test=8, n_valid=4, seed=7).assign(ids)
@@ -391,7 +392,7 @@ def test_seeded_split_and_split_files(tmp_path):
 
 
 def test_mdr_split_file_reads(shared_data):
-    from pftflow.spec.finetune_campaigns import read_split_file
+    from pftflow.spec.finetune_global import read_split_file
 
     roles = read_split_file(shared_data / "mdr" / "pbe_mdr_split.json")
     assert (len(roles["train"]), len(roles["valid"]), len(roles["test"])) == (8510, 448, 1000)
@@ -435,7 +436,7 @@ def test_early_stopping_stops_and_stays_stopped_on_resume(tmp_path):
     1e-30: the weights do not move) stops after 1 + patience epochs; a rerun on the same work directory resumes
     from the checkpoint and stops at once, with the same history."""
     from pftflow.training.data import LabelledStructure, TrainingData
-    from pftflow.training.models import MACEEnergyModel
+    from pftflow.calculators.energy_models import MACEEnergyModel
     from pftflow.training.trainer import TrainConfig, train
 
     atoms = bulk("Cu", "fcc", a=3.59).repeat(2)

@@ -310,7 +310,7 @@ def test_vasp_force_maker_stores_the_vasprun_forces(mock_vasp, nacl, tmp_path):
 def test_interrupted_force_set_reruns_only_the_missing_static(mock_vasp, nacl, tmp_path):
     from jobflow import Flow
 
-    from pftflow.flows.campaigns import stored_jobs
+    from pftflow.flows.reuse import stored_jobs
     from pftflow.flows.vasp import VaspForceMaker, static_key
     from pftflow.store import make_job_store
 

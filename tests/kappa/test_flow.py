@@ -63,7 +63,7 @@ def _decoded(store, uuid):
 def test_campaign_emt_end_to_end(cu_files, tmp_path):
     from jobflow import run_locally
 
-    from pftflow.flows.kappa import kappa_campaign_flow, load_kappa_results
+    from pftflow.flows.kappa_campaign import kappa_campaign_flow, load_kappa_results
     from pftflow.identity import STAGES
     from pftflow.kappa.documents import KappaResultDoc
     from pftflow.store import make_job_store
@@ -134,7 +134,7 @@ def test_campaign_emt_end_to_end(cu_files, tmp_path):
     assert [(r["model"], r.get("status", "ok"), r["kappa_W_per_mK"]) for r in more["rows"]] == [("EMT", "ok", pytest.approx(k)), ("EMT-b", "missing", None)]
     assert more["summary"]["EMT-b"] == {"n_missing": 1} and more["summary"]["EMT"]["mean_srme"] == res["summary"]["EMT"]["mean_srme"]
     # a pair whose job crashed (a stored FailureDoc) is scored like a physics failure: SRD = SRE = SRME = 2 in the means
-    from pftflow.flows.campaigns import record_failure
+    from pftflow.flows.reuse import record_failure
     from pftflow.run.local import failure_doc
 
     meta = {"campaign": "kappa-emt", "kind": "kappa", "material_id": "emt-Cu", "model": "EMT-b", "stage": "fc3_forces"}
@@ -213,7 +213,7 @@ def test_yaml_specs_build(ksrme_dir, monkeypatch):
 
     import yaml
 
-    from pftflow.flows.kappa import kappa_campaign_flow, kappa_materials, kappa_references
+    from pftflow.flows.kappa_campaign import kappa_campaign_flow, kappa_materials, kappa_references
 
     root = Path(__file__).parents[2]
     monkeypatch.chdir(root)

@@ -58,8 +58,8 @@ def keyed_docs(db: Path) -> list[tuple[str, str, str, str | None]]:
 
 def complete_uuids(db: Path) -> set[str]:
     """uuids of the keyed job documents that are complete (every blob they point to is stored):
-    what the runner counts as finished (pftflow.flows.campaigns.job_complete)."""
-    from pftflow.flows.campaigns import job_complete
+    what the runner counts as finished (pftflow.flows.reuse.job_complete)."""
+    from pftflow.flows.reuse import job_complete
     from pftflow.store import make_job_store
 
     st = make_job_store(db.parent)

@@ -225,7 +225,7 @@ def test_failed_firework_writes_a_failure_doc_and_a_rerun_makes_the_row_ok(emt_c
     writes a FailureDoc like ``pftflow run`` does, so ``pftflow results`` has the pair as failed
     (stage, reason, hint) and ``pftflow status`` lists the job as failed with its reason.  Once the
     model is fixed, a second submit reruns the FIZZLED Fireworks and the rows become ok."""
-    from pftflow.flows.campaigns import stored_failures
+    from pftflow.flows.reuse import stored_failures
     from pftflow.run import open_store, submit_campaign
     from pftflow.status import campaign_status, format_status
 
@@ -350,7 +350,7 @@ def test_jobs_added_at_run_time_record_failures_too(tmp_path, monkeypatch):
     Firetask too, and its failure is written with the identity of the job it replaced."""
     from jobflow import Flow
 
-    from pftflow.flows.campaigns import stored_failures
+    from pftflow.flows.reuse import stored_failures
     from pftflow.identity import ResultId
     from pftflow.run.fireworks import add_flow, launch_rockets, open_embedded_launchpad, save_launchpad
     from pftflow.store import make_job_store
@@ -383,7 +383,7 @@ def test_recording_a_failure_never_masks_the_job_error(tmp_path, monkeypatch):
     own exception in FireWorks' launch record; a job that succeeds is untouched."""
     from jobflow import Flow
 
-    from pftflow.flows import campaigns
+    from pftflow.flows import reuse
     from pftflow.identity import ResultId
     from pftflow.run.fireworks import add_flow, launch_rockets, open_embedded_launchpad, save_launchpad
     from pftflow.store import make_job_store
@@ -395,7 +395,7 @@ def test_recording_a_failure_never_masks_the_job_error(tmp_path, monkeypatch):
     def store_down(*a, **k):
         raise ConnectionError("store down")
 
-    monkeypatch.setattr(campaigns, "record_failure", store_down)
+    monkeypatch.setattr(reuse, "record_failure", store_down)
     bad, good = dyn.fails(5), dyn.ok(7)
     rid = ResultId(campaign="mask", kind="phonons", material_id="Si", model="m", stage="forces")
     bad.metadata, good.metadata = rid.with_(stage="forces").metadata("k-bad"), rid.with_(stage="analysis").metadata("k-good")

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pftflow.flows.campaigns import (
-    FAILURE_STAGE,
-    KINDS,
-    find_stored,
-    stored_failures,
-    stored_jobs,
-)
+from pftflow.flows.reuse import FAILURE_STAGE, find_stored, stored_failures, stored_jobs
+from pftflow.flows.campaigns import KINDS
 from pftflow.results import format_results, load_results
 from pftflow.run import open_store, run_campaign
 from pftflow.spec import load_spec

@@ -9,7 +9,7 @@ from ase.build import bulk
 
 from pftflow.training.adapters import merge_adapters, setup_finetuning, trainable_parameters
 from pftflow.training.loss import predict
-from pftflow.training.models import MACEEnergyModel, SevenNetEnergyModel
+from pftflow.calculators.energy_models import MACEEnergyModel, SevenNetEnergyModel
 
 
 def _check_mode(make_model, structs, mode, freeze=()):

@@ -8,7 +8,7 @@ from pftflow.calculators import get_calculator
 from pftflow.training.adapters import setup_finetuning
 from pftflow.training.evaluate import model_forces
 from pftflow.training.export import export_model
-from pftflow.training.models import SevenNetEnergyModel
+from pftflow.calculators.energy_models import SevenNetEnergyModel
 
 
 def test_sevennet_lora_export_loads_in_calculator(tmp_path):

@@ -79,7 +79,7 @@ def test_train_job_resumes_after_kill(make_mace, shared, tmp_path):
     """A train job whose work directory holds a checkpoint of epoch 0 (a run killed after one epoch) continues
     with epoch 1 and keeps the first epoch's history."""
     from pftflow.training.data import TrainingData, from_displacements, from_phonon_reference
-    from pftflow.training.models import load_energy_model
+    from pftflow.calculators.energy_models import load_energy_model
     from pftflow.training.trainer import TrainConfig, train
 
     path = shared("phonopy/phonopy_params_Si.yaml")
@@ -101,7 +101,7 @@ def test_train_job_with_more_epochs_continues_a_shorter_run(make_mace, shared, t
     """Raising ``epochs`` continues the last checkpoint of the shorter run (same data, base model, other
     hyperparameters) and gives the weights of one uninterrupted run; another learning rate starts afresh."""
     from pftflow.training.data import TrainingData, from_displacements, from_phonon_reference
-    from pftflow.training.models import load_energy_model
+    from pftflow.calculators.energy_models import load_energy_model
     from pftflow.training.trainer import TrainConfig, train
 
     path = shared("phonopy/phonopy_params_Si.yaml")
@@ -159,7 +159,7 @@ def test_campaign_flow_structure(shared):
 def test_default_benchmark_tagged_as_phonons_campaign(shared, tmp_path):
     """The finetune benchmark of the base model builds the same jobs under the same content keys as a phonons
     campaign of the same material, model and settings (so both read and reuse each other's stored results)."""
-    from pftflow.flows.campaigns import build_phonons
+    from pftflow.flows.phonons_campaign import build_phonons
     from pftflow.spec.load import parse_spec
 
     train, test = str(shared("phonopy/phonopy_params_Si.yaml")), str(shared("mdr/mp-149.yaml.bz2"))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pftflow.training.loss import predict
-from pftflow.training.models import MACEEnergyModel, SevenNetEnergyModel
+from pftflow.calculators.energy_models import MACEEnergyModel, SevenNetEnergyModel
 
 
 def _fd_check(model, structs, columns, h=1e-4):

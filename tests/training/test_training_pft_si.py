@@ -5,7 +5,7 @@ import torch
 
 from pftflow.training.data import TrainingData, from_phonon_reference
 from pftflow.training.evaluate import force_constant_mae
-from pftflow.training.models import MACEEnergyModel
+from pftflow.calculators.energy_models import MACEEnergyModel
 from pftflow.training.trainer import train
 
 pytestmark = pytest.mark.shared_data

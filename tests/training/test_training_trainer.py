@@ -9,7 +9,7 @@ from ase.build import bulk
 
 from pftflow.training.data import LabelledStructure, TrainingData, read_extxyz, write_extxyz
 from pftflow.training.loss import LossWeights, pft_loss, sample_columns
-from pftflow.training.models import MACEEnergyModel
+from pftflow.calculators.energy_models import MACEEnergyModel
 from pftflow.training.trainer import _Collator, train
 
 from pft_testutils import tiny_mace

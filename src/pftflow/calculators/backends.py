@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from pftflow.calculators.base import ForceCalculator, ForceResults, file_sha256
+from pftflow.calculators.model_files import prepare_sevenn_import, resolve_mace_model  # noqa: F401  (public here too)
 
 
 def _pkg_version(name: str) -> str | None:
@@ -36,17 +37,6 @@ def default_device() -> str:
 
 
 # ---------------------------------------------------------------------------------------- SevenNet
-def prepare_sevenn_import() -> None:
-    """Call before importing sevenn: its checkpoints need e3nn's legacy (non weights-only)
-    torch.load; importing mace first sets that up, the environment variable is the documented
-    alternative (DEVELOPERS.md)."""
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    try:
-        import mace  # noqa: F401
-    except ImportError:
-        pass
-
-
 class SevenNetCalculator(ForceCalculator):
     """SevenNet with the checkpoints shipped inside the ``sevenn`` package (e.g. ``7net-0``)."""
 
@@ -102,7 +92,7 @@ class SevenNetCalculator(ForceCalculator):
         """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward (the training energy model, float64)."""
         if self.modal:
             raise NotImplementedError(f"{self.name}: Hessian rows of multi-modal SevenNet (modal={self.modal!r}) are not supported; use force_constants: displacements")
-        from pftflow.phonons.hessian import cached_energy_model_rows
+        from pftflow.calculators.energy_models import cached_energy_model_rows  # local: keeps torch off the import path
 
         return cached_energy_model_rows(self, {"backend": "sevennet", "model": self.model}, atoms, atom_indices)
 
@@ -149,7 +139,7 @@ class CHGNetCalculator(ForceCalculator):
 
     def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
         """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward through CHGNet's force graph (float32)."""
-        from pftflow.phonons.hessian import chgnet_hessian_rows
+        from pftflow.calculators.energy_models import chgnet_hessian_rows  # local: keeps torch off the import path
 
         return chgnet_hessian_rows(self._load(), atoms, atom_indices)
 
@@ -201,43 +191,6 @@ class CHGNetCalculator(ForceCalculator):
 
 
 # ---------------------------------------------------------------------------------------- MACE
-MACE_CACHE_DIR = Path(os.environ.get("PFTFLOW_MACE_CACHE", Path.home() / ".cache" / "mace"))
-
-
-def resolve_mace_model(model: str) -> Path:
-    """A MACE model file path, or a foundation-model name resolved to a local cache file.
-
-    Foundation names (``small``, ``medium``, ``medium-mpa-0``, ...) map to the file name that
-    ``mace_mp()`` would download into ``~/.cache/mace`` (or ``$PFTFLOW_MACE_CACHE``).  Nothing is
-    downloaded here: a missing file is an error that says where to put it.
-    """
-    p = Path(model).expanduser()
-    if p.is_file():
-        return p
-    if p.suffix == ".model" or os.sep in model:
-        raise FileNotFoundError(f"MACE model file not found: {model}")
-    candidates = [MACE_CACHE_DIR / model, MACE_CACHE_DIR / f"{model}.model"]
-    try:  # the URL table of mace's own foundation-model loader gives the cached file name
-        from mace.calculators import foundations_models as fm
-
-        urls = getattr(fm, "mace_mp_urls", None) or {}
-        if model in urls:
-            url = urls[model]
-            base = os.path.basename(url).split("?")[0]
-            candidates.insert(0, MACE_CACHE_DIR / base)
-            candidates.insert(1, MACE_CACHE_DIR / "".join(c if c.isalnum() else "_" for c in base))
-    except Exception:  # noqa: BLE001 - mace missing or its internals changed
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(
-        f"MACE foundation model '{model}' is not in the local cache ({MACE_CACHE_DIR}); pftflow never "
-        "downloads at run time. Download the model file on a machine with internet, copy it to that "
-        f"directory (tried: {', '.join(str(c) for c in candidates)}) or give the path to a .model file."
-    )
-
-
 class MACECalculator(ForceCalculator):
     """MACE from a local model file (or a foundation-model name found in the local cache)."""
 
@@ -277,7 +230,7 @@ class MACECalculator(ForceCalculator):
 
     def hessian_rows(self, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
         """Hessian rows (len(idx), 3, N, 3) eV/Å² by double backward (the training energy model, float64)."""
-        from pftflow.phonons.hessian import cached_energy_model_rows
+        from pftflow.calculators.energy_models import cached_energy_model_rows  # local: keeps torch off the import path
 
         return cached_energy_model_rows(self, {"backend": "mace", "model": self.model}, atoms, atom_indices)
 

@@ -27,12 +27,18 @@ import numpy as np
 from jobflow import Flow, Job, Maker, job
 from pydantic import Field
 
+from pftflow.calculators.backends import cached_calculator
 from pftflow.calculators.base import ForceResults
 from pftflow.documents import LabelledSetDoc, StructureSet
-from pftflow.flows.phonons import ForceMaker, _key_part, _tag, set_resources
+from pftflow.flows import jobs
+from pftflow.flows.makers import ForceMaker, _key_part, _tag, set_resources
+from pftflow.flows.reuse import campaign_kind, campaign_query, latest_outputs, recorded_spec, stored_jobs
 from pftflow.identity import ResultId, content_key, file_sha
+from pftflow.materials.readers import read_reference
 from pftflow.sampling.checks import SetChecks
-from pftflow.serialization import Array, ArrayBlob, ArrayTree, Document, Structure, dict_to_atoms
+from pftflow.sampling.sets import SamplingSettings, sample_set
+from pftflow.serialization import Array, ArrayBlob, ArrayTree, Document, Structure, atoms_to_dict, dict_to_atoms
+from pftflow.spec.phonons import ComputeMaterial
 
 KIND = "dataset"
 BLOBS = [ArrayBlob]
@@ -67,14 +73,10 @@ class SampledSetDoc(Document):
 @job(output_schema=SampledSetDoc, data=BLOBS)
 def sample_structures(material_id: str, structure, supercell_matrix, settings: dict, relax_calculator: dict | None = None) -> SampledSetDoc:
     """A structure set of a material on its supercell (:func:`pftflow.sampling.sample_set`)."""
-    from pftflow.sampling.sets import SamplingSettings, sample_set
-
     s = SamplingSettings(**settings)
     unitcell = _atoms(structure)
     calc, prov = None, None
     if relax_calculator is not None:
-        from pftflow.calculators.backends import cached_calculator
-
         c = cached_calculator(relax_calculator)
         calc, prov = c.ase_calculator(), c.provenance()
     t0 = time.perf_counter()
@@ -160,8 +162,6 @@ def label_set(sampled: SampledSetDoc, forces: ForceResults, labeller: str) -> La
 def labelled_set_from_structures(structs, *, material_id: str, name: str, kind: str, labeller: str, provenance: dict, where: str) -> LabelledSetDoc:
     """A :class:`LabelledSetDoc` from :class:`pftflow.training.data.LabelledStructure` objects of one
     material (same species order in every frame; every frame with forces)."""
-    from pftflow.documents import StructureSet
-
     if not structs:
         raise ValueError(f"{where}: no structures")
     symbols = structs[0].atoms.get_chemical_symbols()
@@ -192,7 +192,7 @@ def labelled_set_from_structures(structs, *, material_id: str, name: str, kind: 
 def import_labelled_set(entry: dict) -> LabelledSetDoc:
     """A labelled set read from a reference file (phonopy / MDR / atomate2 displacements with forces)
     or an extxyz file with reference labels; no calculation."""
-    from pftflow.training import data as D
+    from pftflow.training import data as D  # local: pftflow.training imports torch
 
     mid = entry["id"]
     if "extxyz" in entry:
@@ -202,7 +202,6 @@ def import_labelled_set(entry: dict) -> LabelledSetDoc:
         prov = {"code": "import", "source": {"path": str(path), "format": "extxyz", "sha256": file_sha(path),
                                             **{k: entry.get(k) for k in ("energy_key", "forces_key", "stress_key", "index")}}}
         return labelled_set_from_structures(structs, material_id=mid, name=IMPORT_MODEL, kind="import", labeller="import:extxyz", provenance=prov, where=str(path))
-    from pftflow.materials.readers import read_reference
 
     path = entry["reference_file"]
     ref = read_reference(path, fmt=entry.get("reference_format"), material_id=mid, force_sets=entry.get("force_sets"), born=entry.get("born"))
@@ -268,11 +267,6 @@ class DatasetMaker(Maker):
 # ------------------------------------------------------------------------------------ campaign
 def build_dataset(spec, store) -> tuple[Flow, dict]:
     """Flow of a dataset campaign; ``reused["sets"]``: ``material/set`` whose labelled set is stored."""
-    from pftflow.flows import jobs
-    from pftflow.flows.campaigns import recorded_spec
-    from pftflow.serialization import atoms_to_dict
-    from pftflow.spec.phonons import ComputeMaterial
-
     params = jobs.record_parameters(recorded_spec(spec))
     params.metadata = ResultId(campaign=spec.name, kind=KIND, stage="parameters").metadata()
     rid = ResultId(campaign=spec.name, kind=KIND, stage="sampling")
@@ -306,8 +300,6 @@ def build_dataset(spec, store) -> tuple[Flow, dict]:
             final_keys.append((f"{mat.id}/{IMPORT_MODEL}", key))
     reused: dict[str, list[str]] = {"sets": []}
     if store is not None:
-        from pftflow.flows.campaigns import stored_jobs
-
         done = stored_jobs(store, [k for _, k in final_keys])
         reused["sets"] = [name for name, k in final_keys if k in done]
     return Flow([params, *parts], name=f"campaign {spec.name}"), reused
@@ -316,8 +308,6 @@ def build_dataset(spec, store) -> tuple[Flow, dict]:
 def load_labelled_sets(spec, store) -> list[LabelledSetDoc]:
     """The latest labelled set per material and set of the campaign, in spec order (materials, then
     sets; sets no longer in the spec are left out)."""
-    from pftflow.flows.campaigns import campaign_query, latest_outputs
-
     docs = latest_outputs(store, campaign_query(spec, "labelled_set"), keys=("material_id", "set_name"))
     mids = spec.material_ids
     names = [*spec.set_names, IMPORT_MODEL]
@@ -361,3 +351,6 @@ def dataset_results(spec, store) -> dict:
         if mine:
             summary[mid] = {"n_sets": len(mine), "n_structures": sum(r["n_structures"] for r in mine)}
     return {"campaign": spec.name, "kind": KIND, "columns": COLUMNS, "rows": rows, "summary": summary}
+
+
+CAMPAIGN_KIND = campaign_kind(KIND, build_dataset, dataset_results)

@@ -14,6 +14,7 @@ import time
 import numpy as np
 from jobflow import job
 
+from pftflow.calculators.backends import cached_calculator
 from pftflow.calculators.base import ForceResults
 from pftflow.documents import (
     ComparisonDoc,
@@ -24,9 +25,21 @@ from pftflow.documents import (
     RelaxDoc,
     StructureSet,
 )
+from pftflow.materials.builders import build_phonopy
+from pftflow.materials.readers import read_reference
 from pftflow.materials.reference import PhononReference
+from pftflow.phonons.harmonic import (
+    PhononSettings,
+    analyze_phonons,
+    band_path as make_band_path,
+    produce_force_constants,
+)
+from pftflow.phonons.hessian import hessian_force_constants as hessian_fc, independent_atoms
+from pftflow.phonons.metrics import full_mesh_frequency_errors, material_metrics
+from pftflow.phonons.relax import RelaxSettings, relax_structure
 from pftflow.provenance import environment
-from pftflow.serialization import ArrayBlob
+from pftflow.sampling import fc2_displacements
+from pftflow.serialization import ArrayBlob, dict_to_atoms
 
 #: what goes to the additional store: every array blob, wherever it sits in a document
 BLOBS = [ArrayBlob]
@@ -42,19 +55,12 @@ def record_parameters(spec: dict) -> ParametersDoc:
 @job(output_schema=PhononReference, data=BLOBS)
 def import_reference(path: str, fmt: str | None = None, material_id: str | None = None, force_sets: str | None = None, born: str | None = None) -> PhononReference:
     """Read a reference phonon file (phonopy / MDR / atomate2; format auto-detected)."""
-    from pftflow.materials.readers import read_reference
-
     return read_reference(path, fmt=fmt, material_id=material_id, force_sets=force_sets, born=born)
 
 
 @job(output_schema=RelaxDoc)
 def relax(structure, calculator: dict, settings: dict | None = None) -> RelaxDoc:
     """Relaxation (FIRE + FrechetCellFilter + FixSymmetry); failures are recorded, not raised."""
-    from pftflow.calculators.backends import cached_calculator
-    from pftflow.phonons.relax import RelaxSettings, relax_structure
-
-    from pftflow.serialization import dict_to_atoms
-
     if isinstance(structure, dict):  # a structure dict: jobflow cannot take a raw ase.Atoms as a job argument (jsanitize)
         structure = dict_to_atoms(structure)
     calc = cached_calculator(calculator)
@@ -79,8 +85,6 @@ def relax(structure, calculator: dict, settings: dict | None = None) -> RelaxDoc
 @job(output_schema=DisplacementSetDoc, data=BLOBS)
 def displacements(structure, supercell_matrix, primitive_matrix=None, distance_A: float = 0.01, symprec: float = 1e-5) -> DisplacementSetDoc:
     """Symmetry-reduced finite displacements (phonopy) of the supercell of ``structure``."""
-    from pftflow.sampling import fc2_displacements
-
     ph, supercells = fc2_displacements(structure, supercell_matrix, primitive_matrix, distance_A=distance_A, symprec=symprec)
     return DisplacementSetDoc(
         unitcell=structure,
@@ -96,8 +100,6 @@ def displacements(structure, supercell_matrix, primitive_matrix=None, distance_A
 @job(output_schema=ForceResults, data=BLOBS)
 def forces(structures: StructureSet, calculator: dict) -> ForceResults:
     """Energies (eV), forces (eV/Å), stresses (eV/Å³) of a structure set in one batch call."""
-    from pftflow.calculators.backends import cached_calculator
-
     calc = cached_calculator(calculator)
     t0 = time.perf_counter()
     res = calc.compute(structures.to_atoms(), progress=True, desc=f"{calc.name} forces")
@@ -109,11 +111,6 @@ def forces(structures: StructureSet, calculator: dict) -> ForceResults:
 def hessian_force_constants(structure, supercell_matrix, primitive_matrix, calculator: dict, symprec: float = 1e-5, symmetrize: bool = True) -> ForceConstantsDoc:
     """Force constants (eV/Å²) from the model's Hessian rows of the symmetry-independent supercell atoms
     (:func:`pftflow.phonons.hessian.hessian_force_constants`), instead of finite displacements."""
-    from pftflow.calculators.backends import cached_calculator
-    from pftflow.materials.builders import build_phonopy
-    from pftflow.phonons.hessian import hessian_force_constants as hessian_fc
-    from pftflow.phonons.hessian import independent_atoms
-
     calc = cached_calculator(calculator)
     ph = build_phonopy(structure, supercell_matrix, primitive_matrix, symprec)
     t0 = time.perf_counter()
@@ -152,8 +149,6 @@ def phonon_analysis(
     a model is evaluated on the reference's q-points (a length-based mesh density could round to
     a different mesh for a relaxed lattice).
     """
-    from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, band_path as make_band_path, produce_force_constants
-
     s = PhononSettings(**settings)
     band_path = None
     if qpoints_from is not None:
@@ -165,14 +160,10 @@ def phonon_analysis(
         ph = reference.to_phonopy(symmetrize_fc=s.symmetrize_fc, symprec=s.symprec)
         structure, reference_thermal = reference.unitcell, reference.thermal
     elif force_constants is not None:
-        from pftflow.materials.builders import build_phonopy
-
         structure = force_constants.unitcell
         ph = build_phonopy(structure, force_constants.supercell_matrix, force_constants.primitive_matrix, s.symprec)
         ph.force_constants = force_constants.force_constants_eV_per_A2
     else:
-        from pftflow.materials.builders import build_phonopy
-
         structure = displacements.unitcell
         ph = build_phonopy(structure, displacements.supercell_matrix, displacements.primitive_matrix, s.symprec)
         ph.dataset = displacements.dataset
@@ -200,8 +191,6 @@ def phonon_analysis(
 
 def phonopy_of(doc: PhononAnalysisDoc):
     """The Phonopy object of an analysis document, force constants set (its cell, supercell and primitive matrices)."""
-    from pftflow.materials.builders import build_phonopy
-
     ph = build_phonopy(doc.structure, doc.supercell_matrix, doc.primitive_matrix, (doc.settings or {}).get("symprec", 1e-5))
     ph.force_constants = np.asarray(doc.force_constants_eV_per_A2)
     return ph
@@ -212,8 +201,6 @@ def compare(reference: PhononAnalysisDoc, model: PhononAnalysisDoc) -> Compariso
     """MDR metrics of a model against the reference (docs/metrics.md).  When the two irreducible q-point
     sets differ (a relaxed model cell of other symmetry), the BZ mesh errors are taken over the whole mesh
     from both force constants instead (``mesh_note`` says so)."""
-    from pftflow.phonons.metrics import full_mesh_frequency_errors, material_metrics
-
     relax = model.relax
     doc = ComparisonDoc(
         material_id=reference.material_id,

@@ -14,7 +14,7 @@
   base and the fine-tuned model on held-out materials, built from :mod:`pftflow.flows.phonons`
   (``reference_phonon_maker(mode="import")``, ``mlip_phonon_maker``, ``jobs.compare``) and tagged with
   :class:`~pftflow.identity.ResultId` exactly as the phonons campaign
-  (:func:`pftflow.flows.campaigns.build_phonons`).  Spec: docs/training.md.
+  (:func:`pftflow.flows.phonons_campaign.build_phonons`).  Spec: docs/training.md.
 """
 
 from __future__ import annotations
@@ -29,11 +29,23 @@ from jobflow import Flow, Job, Maker, job
 from monty.json import MontyDecoder
 from pydantic import Field
 
-from pftflow.flows.campaigns import find_stored
-from pftflow.flows.phonons import set_resources
+from pftflow.calculators.energy_models import load_energy_model
+from pftflow.flows import jobs
+from pftflow.flows.benchmark import benchmark_flow as harmonic_benchmark
+from pftflow.flows.makers import set_resources
+from pftflow.flows.reuse import campaign_kind, find_stored, recorded_spec
 from pftflow.identity import ResultId, content_key, file_sha, material_id_from_path, model_name
+from pftflow.materials.readers import read_reference
+from pftflow.phonons.metrics import summarize
 from pftflow.serialization import ArrayBlob, Document
+from pftflow.spec.finetune import DEFAULT_BASE_MODEL, FinetuneSpec
+from pftflow.spec.load import parse_spec
+from pftflow.spec.phonons import ReferenceSpec
+from pftflow.training import data as D
 from pftflow.training.data import LabelledStructure, TrainingData
+from pftflow.training.evaluate import force_errors
+from pftflow.training.export import export_model
+from pftflow.training.trainer import TrainConfig, train
 
 DEFAULT_RUN_DIR = "pft_runs"
 KIND = "finetune"
@@ -109,8 +121,6 @@ def build_structures(sources: list[dict]):
     """Labelled structures from source entries ``{"type": phonon_reference|displacements|extxyz|rattled, "path": ...}``;
     reference entries may carry ``material_id``, ``reference_format``, ``force_sets`` and ``born`` (as a spec's
     material entry), extxyz entries the keys of :func:`pftflow.training.data.read_extxyz`."""
-    from pftflow.training import data as D
-
     out = []
     for src in sources or []:
         src = dict(src)
@@ -119,8 +129,6 @@ def build_structures(sources: list[dict]):
         if kind in ("phonon_reference", "displacements"):
             ref = path
             if any(src.get(k) for k in ("reference_format", "force_sets", "born")):
-                from pftflow.materials.readers import read_reference
-
                 ref = read_reference(path, fmt=src.get("reference_format"), material_id=mid, force_sets=src.get("force_sets"), born=src.get("born"))
             out += (D.from_phonon_reference if kind == "phonon_reference" else D.from_displacements)(ref, material_id=mid)
         elif kind == "extxyz":
@@ -215,11 +223,6 @@ def train_job(
     checkpoint (:func:`continuable_run`) instead of starting again."""
     import shutil
 
-    from pftflow.training.evaluate import force_errors
-    from pftflow.training.export import export_model
-    from pftflow.training.models import load_energy_model
-    from pftflow.training.trainer import TrainConfig, train
-
     data = _as_training_data(train_data)
     cfg = TrainConfig(**config)
     cfg_dict = cfg.as_dict()
@@ -302,11 +305,8 @@ class TrainMaker(Maker):
 # ------------------------------------------------------------------------------------ campaign
 def finetune_spec(spec_raw):
     """The validated :class:`pftflow.spec.finetune.FinetuneSpec` of a spec dict (or the spec itself)."""
-    from pftflow.spec.finetune import FinetuneSpec
-
     if isinstance(spec_raw, FinetuneSpec):
         return spec_raw
-    from pftflow.spec.load import parse_spec
 
     return parse_spec({**spec_raw, "kind": spec_raw.get("kind", KIND)})
 
@@ -334,10 +334,7 @@ def _tag_missing(flow_or_job, meta: dict) -> None:
 
 def benchmark_flow(spec, models: list[tuple[Any, str, Any]], store=None) -> tuple[Flow, dict]:
     """Harmonic benchmark of ``models`` (``(calculator spec or OutputReference, name, key part)``) on the
-    spec's ``test_materials``: :func:`pftflow.flows.campaigns.benchmark_flow` with imported references."""
-    from pftflow.flows.campaigns import benchmark_flow as harmonic_benchmark
-    from pftflow.spec.phonons import ReferenceSpec
-
+    spec's ``test_materials``: :func:`pftflow.flows.benchmark.benchmark_flow` with imported references."""
     parts, reused = harmonic_benchmark(spec.name, KIND, ReferenceSpec(mode="import"), spec.test_materials, models, spec.settings, store)
     return Flow(parts, name=f"benchmark {spec.name}"), reused
 
@@ -347,9 +344,6 @@ def build_finetune(spec_raw, store=None, benchmark_flow_fn: Callable | None = No
     :class:`~pftflow.spec.finetune.FinetuneSpec`) and what was reused from ``store``: ``train`` (a finished
     fine-tuning run under the same key whose exported model file still exists), ``reference`` / ``model`` (see
     :func:`benchmark_flow`)."""
-    from pftflow.flows import jobs
-    from pftflow.flows.campaigns import recorded_spec
-
     spec = finetune_spec(spec_raw)
     tr = spec.training
     name, ft_name = spec.name, tr.export_name
@@ -421,9 +415,6 @@ def load_finetune_results(spec_raw: dict, store) -> dict:
     ``{campaign, kind, train, rows, summary}``; rows are :meth:`ComparisonDoc.row` of the latest comparison per
     material and model, in the order of ``test_materials`` then (base, fine-tuned).  Reads names from the spec
     dict without validating it (the reference files need not exist any more)."""
-    from pftflow.phonons.metrics import summarize
-    from pftflow.spec.finetune import DEFAULT_BASE_MODEL
-
     name = spec_raw.get("name", KIND)
     tr = spec_raw.get("training") or {}
     base_name = model_name(tr.get("base_model") or DEFAULT_BASE_MODEL)
@@ -457,3 +448,11 @@ def load_finetune_results(spec_raw: dict, store) -> dict:
                 "best_valid_loss", "wall_time_s", "resumed_from_epoch", "cotrain_errors")
         train_summary = train.model_dump(include=set(keep)) if isinstance(train, TrainingRunDoc) else {k: train.get(k) for k in keep}
     return {"campaign": name, "kind": KIND, "train": train_summary, "rows": rows, "summary": summary}
+
+
+def _results(spec, store):
+    return load_finetune_results(spec.raw, store)
+
+
+#: a training run stays the builder's decision (reused only while its exported model file exists)
+CAMPAIGN_KIND = campaign_kind(KIND, build_finetune, _results, keep_stages=("train",))

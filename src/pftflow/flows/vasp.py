@@ -40,7 +40,8 @@ from pftflow.calculators.base import ForceResults
 from pftflow.calculators.vasp import VaspSettings, phonon_input_set
 from pftflow.documents import StructureSet
 from pftflow.flows.jobs import BLOBS
-from pftflow.flows.phonons import ForceMaker, set_resources
+from pftflow.flows.makers import ForceMaker, set_resources
+from pftflow.flows.reuse import stored_jobs
 from pftflow.identity import content_key
 
 try:
@@ -164,8 +165,6 @@ def vasp_forces(structures: StructureSet, settings: dict) -> Response:
     stored: dict[int, str] = {}
     store = getattr(CURRENT_JOB, "store", None)
     if meta.get("pftflow_key") and store is not None:
-        from pftflow.flows.campaigns import stored_jobs
-
         keys = {static_key(meta["pftflow_key"], i): i for i in range(len(structures))}
         stored = {keys[k]: uuid for k, uuid in stored_jobs(store, keys).items()}
     flow = VaspForceMaker(settings=settings).make_flow(structures, name=me.name, metadata=meta, stored=stored)

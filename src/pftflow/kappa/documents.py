@@ -101,7 +101,7 @@ class KappaResultDoc(Document):
     conductivity_cpu_time_s: float | None = Field(None, description="CPU time of fc2 + fc3 + κ (s)")
 
     def row(self) -> dict[str, Any]:
-        """One table row of ``pftflow results`` (keys of :data:`pftflow.flows.kappa.KAPPA_COLUMNS`)."""
+        """One table row of ``pftflow results`` (keys of :data:`pftflow.flows.kappa_campaign.KAPPA_COLUMNS`)."""
         return {
             "model": self.model,
             "material_id": self.material_id,

@@ -19,6 +19,8 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field, field_serializer, field_validator
 
+from pftflow.materials.builders import build_phonopy
+from pftflow.materials.structures import phonopy_to_atoms
 from pftflow.serialization import Array, ArrayTree, Document, Structure
 
 
@@ -103,8 +105,6 @@ class PhononReference(Document):
         ``phonopy.load`` symmetrizes with the symfc projector instead (~100x slower for a 512-atom
         supercell); the two agree to ~3e-14 eV/Å², not bitwise.
         """
-        from pftflow.materials.builders import build_phonopy
-
         ph = build_phonopy(self.unitcell, self.supercell_matrix, self.primitive_matrix, symprec)
         if self.dataset is not None:
             ph.dataset = copy.deepcopy(self.dataset)
@@ -127,8 +127,6 @@ class PhononReference(Document):
     @property
     def supercell(self) -> Atoms:
         """The phonopy supercell as ASE Atoms (ordering = phonopy's)."""
-        from pftflow.materials.structures import phonopy_to_atoms
-
         return phonopy_to_atoms(self.to_phonopy(produce_fc=False).supercell)
 
     def supercell_hessian(self) -> np.ndarray:

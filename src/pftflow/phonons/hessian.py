@@ -14,10 +14,11 @@ force evaluation per symmetry-reduced displacement (docs/hessian.md, benchmarks/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from ase import Atoms
+
+from pftflow.materials.structures import phonopy_to_atoms
+from pftflow.phonons.harmonic import produce_force_constants
 
 #: the two ways a model's force constants can be produced (campaign option ``force_constants``)
 FC_METHODS = ("displacements", "hessian")
@@ -31,8 +32,6 @@ def independent_atoms(phonon) -> np.ndarray:
 
 def supercell_atoms(phonon) -> Atoms:
     """The undisplaced supercell of ``phonon`` as ASE Atoms (Å, masses kept)."""
-    from pftflow.materials.structures import phonopy_to_atoms
-
     return phonopy_to_atoms(phonon.supercell)
 
 
@@ -135,71 +134,7 @@ def force_constants_with(method: str, phonon, calculator, **kwargs) -> np.ndarra
         fc = hessian_force_constants(phonon, calculator, symmetrize=kwargs.get("symmetrize", True))
         phonon.force_constants = fc
         return fc
-    from pftflow.phonons.harmonic import produce_force_constants
 
     return produce_force_constants(
         phonon, kwargs["forces_eV_per_A"], subtract_drift=kwargs.get("subtract_drift", True), symmetrize=kwargs.get("symmetrize", True)
     )
-
-
-# --------------------------------------------------------------------------------------- torch models
-def energy_model_hessian_rows(model, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
-    """Hessian rows (len(idx), 3, N, 3) eV/Å² of an :class:`pftflow.training.models.EnergyModel` by the
-    project's Hessian-vector products (:func:`pftflow.training.loss.predict`, double backward): the Hessian
-    is symmetric, so column 3i+a is row (i, a)."""
-    import torch
-
-    from pftflow.training.loss import predict
-
-    n = len(atoms)
-    idx = [int(i) for i in atom_indices]
-    if any(not 0 <= i < n for i in idx):
-        raise IndexError(f"hessian_rows: atom indices {idx} outside 0..{n - 1}")
-    if not idx:
-        return np.zeros((0, 3, n, 3))
-    graph = model.build_graph([atoms])
-    cols = torch.tensor([[3 * i + a] for i in idx for a in range(3)], dtype=torch.long, device=graph.positions_A.device)
-    out = predict(model, graph, columns=cols, stress=False, create_graph=False)
-    h = out["hessian_columns_eV_per_A2"].detach().cpu().double().numpy()  # (3k, N, 3)
-    return h.reshape(len(idx), 3, n, 3)
-
-
-def cached_energy_model_rows(calculator, spec: dict, atoms: Atoms, atom_indices: Sequence[int], dtype: str = "float64") -> np.ndarray:
-    """``hessian_rows`` of a torch-backed calculator: loads (once per calculator) the training energy model of
-    ``spec`` (:func:`pftflow.training.models.load_energy_model`, float64 by default, same weights as the ASE
-    calculator) and runs :func:`energy_model_hessian_rows`."""
-    from pftflow.training.models import load_energy_model
-
-    key = (dtype, tuple(sorted((k, str(v)) for k, v in spec.items())))
-    cache = calculator.__dict__.setdefault("_hessian_energy_models", {})
-    if key not in cache:
-        cache[key] = load_energy_model(spec, dtype=dtype, device=getattr(calculator, "device", None))
-    return energy_model_hessian_rows(cache[key], atoms, atom_indices)
-
-
-def chgnet_hessian_rows(model, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
-    """Hessian rows (len(idx), 3, N, 3) eV/Å² of a ``chgnet.model.CHGNet`` (float32) by double backward.
-
-    CHGNet's forward already builds its force graph with ``create_graph=True``; its Cartesian positions
-    are ``frac @ lattice`` inside the model, so we differentiate the forces with respect to the fractional
-    coordinates of its input graph and map back: ∂/∂frac_j = L ∂/∂r_j, hence ∂/∂r_j = L⁻¹ ∂/∂frac_j.
-    (The training adapters have no CHGNet energy model, so this uses CHGNet's own graph directly.)
-    """
-    import torch
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    n = len(atoms)
-    idx = [int(i) for i in atom_indices]
-    if any(not 0 <= i < n for i in idx):
-        raise IndexError(f"hessian_rows: atom indices {idx} outside 0..{n - 1}")
-    device = next(model.parameters()).device
-    graph = model.graph_converter(AseAtomsAdaptor.get_structure(atoms)).to(device)
-    graph.atom_frac_coord = graph.atom_frac_coord.detach().clone().requires_grad_(True)
-    forces = model([graph], task="ef")["f"][0]  # (N, 3) eV/Å, graph kept (CHGNet uses create_graph=True)
-    lat_inv = np.linalg.inv(graph.lattice.detach().cpu().double().numpy())
-    out = np.zeros((len(idx), 3, n, 3))
-    for k, i in enumerate(idx):
-        for a in range(3):
-            (g,) = torch.autograd.grad(forces[i, a], graph.atom_frac_coord, retain_graph=True)
-            out[k, a] = -(g.detach().cpu().double().numpy() @ lat_inv.T)  # Φ(ia, jb) = -∂F_ia/∂r_jb
-    return out

@@ -32,6 +32,10 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field
 
+from pftflow.materials.structures import phonopy_to_atoms
+from pftflow.phonons.harmonic import commensurate_qpoints, frequencies_at
+from pftflow.phonons.plotting import save_figure
+from pftflow.phonons.relax import RelaxSettings, relax_structure, spacegroup_number
 from pftflow.serialization import Array, Document, Structure
 
 #: frequencies (THz) closer than this are one mode (degenerate) when modes are listed
@@ -121,8 +125,6 @@ def imaginary_modes(phonon, threshold_THz: float = -0.1, *, max_modes: int | Non
     (within :data:`DEGENERACY_TOL_THZ`) at one q-point are listed once with their ``degeneracy``, and so
     are q-points with the same frequencies (symmetry-equivalent stars).  The three acoustic modes at Γ
     are never listed.  ``qpoints``: other q-points (fractional) instead."""
-    from pftflow.phonons.harmonic import commensurate_qpoints, frequencies_at
-
     q = np.asarray(commensurate_qpoints(phonon, "exact") if qpoints is None else qpoints, dtype=float).reshape(-1, 3)
     freqs = frequencies_at(phonon, q)
     found: list[ImaginaryMode] = []
@@ -152,8 +154,6 @@ def mode_pattern(phonon, qpoint: Sequence[float], band_index: int) -> tuple[Atom
     force-constant matrix with the mode's eigenvalue (for a q-point on the zone boundary it is the whole
     field), and is renormalised here.  The supercell is phonopy's (the primitive cell times
     :func:`primitive_dimension`), so its atom order may differ from ``phonon.supercell``."""
-    from pftflow.materials.structures import phonopy_to_atoms
-
     mod = phonon.run_modulations(primitive_dimension(phonon), [[np.asarray(qpoint, dtype=float), int(band_index), 1.0, 0.0]])
     u, supercell = mod.get_modulations_and_supercell()
     masses = np.asarray(supercell.masses, dtype=float)
@@ -240,8 +240,6 @@ def relax_displaced(atoms: Atoms, calculator, *, reference: Atoms | None = None,
     compare its space group (spglib, ``symprec`` Å) with ``reference``'s (the undistorted supercell).
     ``calculator``: an ASE calculator.  Returns ``spacegroup_initial``, ``spacegroup_relaxed``,
     ``spacegroup_changed``, ``energy_eV``, ``converged``, ``structure``, ``error``."""
-    from pftflow.phonons.relax import RelaxSettings, relax_structure, spacegroup_number
-
     settings = RelaxSettings(fmax_eV_per_A=fmax_eV_per_A, steps=steps, relax_cell=relax_cell, fix_symmetry=False, symprec=symprec)
     res = relax_structure(atoms, calculator, settings)
     sg0 = spacegroup_number(reference if reference is not None else atoms, symprec)
@@ -284,8 +282,6 @@ def scan_mode(
     raises gets a curve with ``error`` set; the others still run.  ``supercell_from``: another phonopy object
     of the same cell and matrices (the reference) whose undistorted supercell is displaced by ``phonon``'s mode
     (a model's mode scanned on the reference cell); the atom order is the same for the same unit cell."""
-    from pftflow.phonons.relax import spacegroup_number
-
     q = default_amplitudes() if amplitudes_amu05_A is None else np.asarray(amplitudes_amu05_A, dtype=float)
     supercell, pattern = mode_pattern(phonon, mode.qpoint, mode.band_index)
     if supercell_from is not None:
@@ -357,6 +353,5 @@ def plot_mode_scans(scans: Sequence[ModeScan], path: str | os.PathLike, *, refer
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    from pftflow.phonons.plotting import save_figure
 
     return save_figure(fig, path, dpi)

@@ -17,6 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
+from pftflow.phonons.harmonic import PhononResult
+
 _GAMMA_NAMES = {"G", "GAMMA", "Γ", r"\Gamma", r"$\Gamma$"}
 
 
@@ -46,8 +48,6 @@ def _colors() -> list:
 
 def _bands_dict(x, which: str) -> dict:
     """The band-structure dict of a PhononResult, its as_dict() form, or a band-structure dict."""
-    from pftflow.phonons.harmonic import PhononResult
-
     if isinstance(x, PhononResult):
         bs = x.band_structure
     elif isinstance(x, Mapping) and "frequencies_THz" in x and "distances" in x:

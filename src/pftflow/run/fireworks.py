@@ -37,6 +37,14 @@ from typing import Any
 from fireworks import explicit_serialize
 from jobflow.managers.fireworks import JobFiretask
 
+from pftflow.flows import reuse
+from pftflow.flows.campaigns import KINDS
+from pftflow.flows.makers import set_resources
+from pftflow.flows.reuse import retarget
+from pftflow.identity import content_key
+from pftflow.run.local import failure_doc, failure_log_header, hint_for, one_line, open_store
+from pftflow.store import MONGODB_URI_ENV
+
 #: file of the embedded (mongomock-persistence) LaunchPad inside the campaign store folder
 EMBEDDED_LAUNCHPAD = "fireworks_launchpad.json"
 #: LaunchPad file written next to it for ``rlaunch -l``
@@ -163,9 +171,6 @@ class PftflowJobFiretask(JobFiretask):
         try:
             from jobflow import SETTINGS
 
-            from pftflow.flows.campaigns import record_failure
-            from pftflow.run.local import failure_doc, failure_log_header, hint_for, one_line
-
             job = self.get("job")
             meta = dict(getattr(job, "metadata", None) or {})
             name = getattr(job, "name", None) or "?"
@@ -182,7 +187,7 @@ class PftflowJobFiretask(JobFiretask):
                               hint=hint_for(exc), when=time.time(), log_file=log_file)
             store = self.get("store") or SETTINGS.JOB_STORE
             store.connect()  # a no-op when the job connected it (jobflow's run_task does first)
-            record_failure(store, doc, meta)
+            reuse.record_failure(store, doc, meta)
         except Exception:  # noqa: BLE001 - never mask the job's own exception
             logging.getLogger(__name__).warning("pftflow could not record the failure of a Firework job:\n%s", traceback.format_exc())
 
@@ -217,8 +222,6 @@ def _absolute_paths(value: Any) -> Any:
 def fw_key(job) -> str:
     """What identifies a job's work on the LaunchPad: its ``pftflow_key``, or a hash of its name and
     arguments (a job without a key, e.g. the parameters record; unstable if it takes references)."""
-    from pftflow.identity import content_key
-
     key = (job.metadata or {}).get("pftflow_key")
     return key or content_key("fw", job.name, job.function_args, job.function_kwargs)
 
@@ -226,8 +229,6 @@ def fw_key(job) -> str:
 def prepare_jobs(flow) -> list:
     """The flow's jobs, each with a resource category (``light`` if its maker set none) and absolute
     file paths in its arguments."""
-    from pftflow.flows.phonons import set_resources
-
     jobs = [j for j, _ in flow.iterflow()]
     for j in jobs:
         if not (j.config.manager_config or {}).get("_category"):
@@ -292,8 +293,6 @@ def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_f
     from jobflow import Flow
     from jobflow.managers.fireworks import flow_to_workflow
 
-    from pftflow.flows.campaigns import _retarget
-
     if isinstance(flow, Flow) and not flow.jobs:
         return {"fireworks_added": 0, "fireworks_on_launchpad": 0, "fireworks_rerun": 0, "workflows": [], "warnings": []}
     prepare_jobs(flow)
@@ -327,8 +326,8 @@ def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_f
     for fw in new:
         job = job_of[fw.fw_id]
         if mapping:
-            job.function_args = _retarget(job.function_args, mapping)
-            job.function_kwargs = _retarget(job.function_kwargs, mapping)
+            job.function_args = retarget(job.function_args, mapping)
+            job.function_kwargs = retarget(job.function_kwargs, mapping)
         external[fw.fw_id] = {old[p.fw_id]["fw_id"] for p in fw.parents if p.fw_id in old and old[p.fw_id]["state"] != "COMPLETED"}
         fw.parents = [p for p in fw.parents if p.fw_id in new_ids]
     workflows: list[int] = []
@@ -364,8 +363,6 @@ def add_flow(lp, flow, store, *, campaign: str, name: str | None = None, rerun_f
 def _worker_uri(spec):
     """While rockets run in this process: the MongoDB URI of the spec in ``$PFTFLOW_MONGODB_URI``
     (the stores inside the Fireworks do not hold the password), in memory only."""
-    from pftflow.store import MONGODB_URI_ENV
-
     uri = spec.store_uri
     if not uri or os.environ.get(MONGODB_URI_ENV):
         yield
@@ -434,9 +431,6 @@ def submit_campaign(
     (module docstring).  The store is opened first: an unreachable MongoDB fails fast with
     :class:`pftflow.store.StoreConnectionError`, before the LaunchPad is touched.
     """
-    from pftflow.flows.campaigns import KINDS
-    from pftflow.run.local import open_store
-
     store = open_store(spec)
     lp = None
     try:

@@ -30,7 +30,10 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pftflow.flows.campaigns import KINDS, record_failure
+from pftflow.documents import FailureDoc
+from pftflow.flows.campaigns import KINDS
+from pftflow.flows.reuse import record_failure
+from pftflow.run.lock import CampaignLock
 from pftflow.store import make_job_store
 
 LAST_CAMPAIGN_FILE = Path("campaigns") / ".last_campaign"
@@ -146,8 +149,6 @@ def failure_doc(meta: dict, *, campaign: str, kind: str, job_name: str, job_uuid
                 hint: str | None, when: float, log_file: str | None):
     """The :class:`~pftflow.documents.FailureDoc` of a failed job with metadata ``meta`` (identity from it;
     ``campaign`` / ``kind`` where it has none), as the local runner and the FireWorks task write it."""
-    from pftflow.documents import FailureDoc
-
     return FailureDoc(
         campaign=meta.get("campaign") or campaign, kind=meta.get("kind") or kind, material_id=meta.get("material_id"),
         model=meta.get("model"), stage=meta.get("stage"), error_class=error_class, reason=reason, hint=hint, job_name=job_name,
@@ -283,8 +284,6 @@ def run_campaign(spec, *, progress: bool = True, plots: bool = True, wait_s: flo
     takes), then raise :class:`~pftflow.run.lock.CampaignLocked` naming the holder.
     """
     from contextlib import nullcontext
-
-    from pftflow.run.lock import CampaignLock
 
     lock = nullcontext() if spec.store_uri or os.environ.get("PFTFLOW_MONGODB_URI") else CampaignLock(spec.store_dir, spec.name, wait_s=wait_s)
     with lock as held:

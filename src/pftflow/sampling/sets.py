@@ -17,6 +17,9 @@ from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pftflow.sampling.checks import SetChecks, check_set
+from pftflow.sampling.displacements import fc2_displacements
+from pftflow.sampling.rattle import mc_rattle, rattle, relax_snapshots, structure_seeds
+from pftflow.sampling.strain import strained
 from pftflow.sampling.supercells import make_supercell
 
 SAMPLING_KINDS = ("rattle", "mc_rattle", "rattle_relax", "strain", "displacements")
@@ -77,9 +80,6 @@ class SampledSet:
 def sample_set(unitcell: Atoms, supercell_matrix, settings: SamplingSettings | dict, *, calculator=None) -> SampledSet:
     """The structure set ``settings`` describes, on the supercell ``supercell_matrix`` of ``unitcell``.
     ``calculator``: the ASE calculator of ``rattle_relax``."""
-    from pftflow.sampling.rattle import mc_rattle, rattle, relax_snapshots, structure_seeds
-    from pftflow.sampling.strain import strained
-
     s = settings if isinstance(settings, SamplingSettings) else SamplingSettings(**settings)
     matrix = np.asarray(supercell_matrix, dtype=int)
     sc = make_supercell(unitcell, matrix)
@@ -111,8 +111,6 @@ def sample_set(unitcell: Atoms, supercell_matrix, settings: SamplingSettings | d
         info = [{**i, **d} for i, d in zip(info, deform)]
         amplitude = s.amplitude_A or None
     elif s.kind == "displacements":
-        from pftflow.sampling.displacements import fc2_displacements
-
         ph, structures = fc2_displacements(unitcell, matrix, distance_A=s.distance_A, symprec=s.symprec)
         seeds = []
         info = [{"atom": int(d["number"]), "displacement_A": np.asarray(d["displacement"], dtype=float).tolist()} for d in ph.dataset["first_atoms"]]

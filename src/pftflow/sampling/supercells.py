@@ -25,6 +25,7 @@ import numpy as np
 from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field
 
+from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms
 from pftflow.serialization import Array, Document
 
 #: the atom count used to find a cell that reaches min_length_A when max_atoms cannot (then warned)
@@ -98,8 +99,6 @@ def make_supercell(unitcell: Atoms, supercell_matrix) -> Atoms:
     """The supercell of ``unitcell`` (phonopy's builder: same cell and atom order as phonopy's
     displacement supercells; masses kept)."""
     from phonopy.structure.cells import get_supercell
-
-    from pftflow.materials.structures import atoms_to_phonopy, phonopy_to_atoms
 
     return phonopy_to_atoms(get_supercell(atoms_to_phonopy(unitcell), np.asarray(supercell_matrix, dtype=int)))
 

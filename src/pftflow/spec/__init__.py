@@ -30,7 +30,7 @@ _FINETUNE_NAMES = ("FinetuneSpec", "TrainingSpec", "TrainingDataSpec", "ExtxyzSo
 
 def __getattr__(name: str):
     if name in _FINETUNE_NAMES:
-        from pftflow.spec import finetune
+        from pftflow.spec import finetune  # local: pftflow.spec.finetune imports torch (TrainConfig)
 
         return getattr(finetune, name)
     if name == "CampaignSpec":

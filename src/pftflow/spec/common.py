@@ -19,7 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from pftflow.identity import REFERENCE_MODEL, model_name
+from pftflow.calculators.backends import BACKENDS, get_calculator
+from pftflow.identity import REFERENCE_MODEL, material_id_from_path, model_name
+from pftflow.materials.checks import MaterialError, check_reference, describe_species, unsupported_species
+from pftflow.materials.readers import FORMATS, checked_species, read_reference, remember_checked
+from pftflow.materials.reference import ReferenceFormatError
 from pftflow.spec.errors import FieldIssue, did_you_mean, suggest
 
 
@@ -102,8 +106,6 @@ class FireworksSpec(StrictModel):
 
 # ------------------------------------------------------------------------------ models
 def _backends() -> dict:
-    from pftflow.calculators.backends import BACKENDS
-
     return BACKENDS
 
 
@@ -278,8 +280,6 @@ class ImportMaterial(StrictModel):
     @field_validator("reference_format")
     @classmethod
     def _format(cls, v: str | None) -> str | None:
-        from pftflow.materials.readers import FORMATS
-
         if v is not None and v not in FORMATS:
             raise FieldIssue(
                 f"unknown reference_format '{v}'{did_you_mean(v, FORMATS)}",
@@ -293,8 +293,6 @@ class ImportMaterial(StrictModel):
     @model_validator(mode="after")
     def _default_id(self):
         if not self.id:
-            from pftflow.identity import material_id_from_path
-
             self.id = material_id_from_path(self.reference_file)
         return self
 
@@ -304,10 +302,6 @@ class ImportMaterial(StrictModel):
         check it: readable / decompressible, parses, finite forces, no overlapping atoms.  A file that
         passed before and is unchanged since (size, mtime) is not read again
         (:func:`pftflow.materials.readers.checked_species`)."""
-        from pftflow.materials.checks import MaterialError, check_reference
-        from pftflow.materials.readers import checked_species, read_reference, remember_checked
-        from pftflow.materials.reference import ReferenceFormatError
-
         files = {"fmt": self.reference_format, "force_sets": self.force_sets, "born": self.born}
         known = checked_species(self.reference_file, **files)
         if known is not None:  # passed these checks before and unchanged since: not parsed again
@@ -374,8 +368,6 @@ def model_species(model: ModelSpec) -> frozenset[str] | None:
         import io
         import warnings
 
-        from pftflow.calculators.backends import get_calculator
-
         where = "settings"
         try:  # library chatter while a checkpoint is read (import-time prints, torch.load warnings) is not the user's business here
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -400,8 +392,6 @@ def check_models_support(models: list[ModelSpec], materials: list[tuple[str, str
     ``key``: the spec key of ``models`` (a tuple for a nested one); ``indexed`` False for a single model.
     """
     from ase.data import atomic_numbers as Z_OF
-
-    from pftflow.materials.checks import describe_species, unsupported_species
 
     base = key if isinstance(key, tuple) else (key,)
     for i, m in enumerate(models):

@@ -15,10 +15,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 from pftflow.sampling.sets import SamplingSettings
-from pftflow.sampling.supercells import SupercellChoice, SupercellRule
+from pftflow.sampling.supercells import SupercellChoice, SupercellRule, choose_supercell
 from pftflow.spec.common import CampaignBase, ImportMaterial, ModelSpec, StrictModel, check_unique_ids, existing_path
 from pftflow.spec.errors import FieldIssue
 from pftflow.spec.phonons import ComputeMaterial
+from pftflow.spec.plan_units import _summary, _unit
 
 LABELLER_EXAMPLE = "labeller: {backend: ase, name: GPAW-PBE, import_path: pftflow.calculators.gpaw_reference:make_gpaw_calculator}"
 
@@ -167,7 +168,6 @@ class DatasetSpec(CampaignBase):
             out = {}
             for m in self.compute_materials():
                 given = m.supercell_matrix if "supercell_matrix" in m.model_fields_set else None
-                from pftflow.sampling.supercells import choose_supercell
 
                 out[m.id] = choose_supercell(m.structure.atoms(), self.supercell, material_id=m.id, supercell_matrix=given)
             self._supercells = out
@@ -184,8 +184,6 @@ class DatasetSpec(CampaignBase):
 def dataset_plan(spec: DatasetSpec) -> dict:
     """:func:`pftflow.spec.plan` of a dataset campaign: per compute material and set sampling -> forces ->
     labelled_set, per imported material one labelled_set job; plus ``supercells`` per compute material."""
-    from pftflow.spec.plan import _summary, _unit
-
     units = [_unit(None, None, ["parameters"])]
     labeller = spec.labeller.name if spec.labeller is not None else None
     for m in spec.materials:

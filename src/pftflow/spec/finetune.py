@@ -18,7 +18,7 @@ from pftflow.spec.phonons import BenchmarkSettings
 from pftflow.training.adapters import FinetuneMode
 from pftflow.training.trainer import TrainConfig
 
-#: backends :func:`pftflow.training.models.load_energy_model` can fine-tune
+#: backends :func:`pftflow.calculators.energy_models.load_energy_model` can fine-tune
 TRAINABLE_BACKENDS = ("sevennet", "mace")
 #: default base model (the offline SevenNet-0 weights of the sevenn package)
 DEFAULT_BASE_MODEL = {"backend": "sevennet", "model": "7net-0", "name": "SevenNet-0"}

@@ -7,8 +7,23 @@ from typing import Any, Literal, Union
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from pftflow.kappa.conductivity import KappaSettings
+from pftflow.materials.checks import (
+    MAX_SUPERCELL_ATOMS,
+    MaterialError,
+    check_atoms,
+    check_supercell_matrix,
+    check_supercell_size,
+)
+from pftflow.materials.kappa import read_kappa_reference, read_kappa_structures, resolve_reference_path
 from pftflow.phonons.relax import RelaxSettings
-from pftflow.spec.common import CampaignBase, ModelSpec, StrictModel, check_models_support, check_unique_model_names, existing_path
+from pftflow.spec.common import (
+    CampaignBase,
+    ModelSpec,
+    StrictModel,
+    check_models_support,
+    check_unique_model_names,
+    existing_path,
+)
 from pftflow.spec.errors import FieldIssue, suggest
 
 #: keys of the ``kappa:`` block that may also be written at the top level of the spec
@@ -22,8 +37,6 @@ _REFERENCES: dict[tuple, Any] = {}
 def _read_reference_cached(path, nac: bool):
     import os
 
-    from pftflow.materials.kappa import read_kappa_reference
-
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, bool(nac))
     if key not in _REFERENCES:
@@ -35,8 +48,6 @@ def _read_reference_cached(path, nac: bool):
 def _check_material(m) -> None:
     """Physics checks on one frame of the κ structures file (cell, species, distances, fc2 / fc3
     supercells), reported at ``kappa.structures``."""
-    from pftflow.materials.checks import MAX_SUPERCELL_ATOMS, MaterialError, check_atoms, check_supercell_matrix, check_supercell_size
-
     where = f"{m.material_id} ({m.name})"
     try:
         check_atoms(m.atoms, species_loc=(), cell_loc=(), coords_loc=())
@@ -124,8 +135,6 @@ class KappaBlock(StrictModel):
 
     @model_validator(mode="after")
     def _files(self):
-        from pftflow.materials.kappa import read_kappa_structures, resolve_reference_path
-
         try:
             mats = read_kappa_structures(self.structures)
         except Exception as exc:  # noqa: BLE001 - ase / numpy raise many types on a damaged extxyz; name the file

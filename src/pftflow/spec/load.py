@@ -26,7 +26,7 @@ SPEC_MODELS = {
     "finetune": ("pftflow.spec.finetune", "FinetuneSpec"),
     "dataset": ("pftflow.spec.dataset", "DatasetSpec"),
     "finetune_per_material": ("pftflow.spec.finetune_campaigns", "FinetunePerMaterialSpec"),
-    "finetune_global": ("pftflow.spec.finetune_campaigns", "FinetuneGlobalSpec"),
+    "finetune_global": ("pftflow.spec.finetune_global", "FinetuneGlobalSpec"),
 }
 KINDS = tuple(SPEC_MODELS)
 DEFAULT_KIND = "phonons"

@@ -8,10 +8,18 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from pftflow.calculators.vasp import VaspSettings
+from pftflow.materials.builders import build_phonopy
+from pftflow.materials.checks import (
+    MAX_SUPERCELL_ATOMS,
+    MaterialError,
+    check_distances,
+    check_supercell_matrix,
+    check_supercell_size,
+)
+from pftflow.materials.structures import atoms_to_dict
 from pftflow.phonons.harmonic import PhononSettings
 from pftflow.phonons.relax import RelaxSettings
-from pftflow.calculators.vasp import VaspSettings
-from pftflow.materials.checks import MAX_SUPERCELL_ATOMS
 from pftflow.spec.common import (
     CampaignBase,
     ImportMaterial,
@@ -87,8 +95,6 @@ class StructureSpec(StrictModel):
     @model_validator(mode="after")
     def _distances(self):
         """No two atoms (periodic images included) closer than checks.MIN_DISTANCE_A."""
-        from pftflow.materials.checks import MaterialError, check_distances
-
         try:
             check_distances(self.atoms(), loc=("frac_coords",))
         except MaterialError as exc:
@@ -121,8 +127,6 @@ class ComputeMaterial(StrictModel):
     @field_validator("supercell_matrix", mode="before")
     @classmethod
     def _supercell(cls, v):
-        from pftflow.materials.checks import MaterialError, check_supercell_matrix
-
         v = _as_list(v)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             v = [v, v, v]
@@ -138,16 +142,12 @@ class ComputeMaterial(StrictModel):
     @model_validator(mode="after")
     def _size_and_primitive(self):
         """The supercell is not too large, and phonopy accepts the primitive matrix for this cell."""
-        from pftflow.materials.checks import MaterialError, check_supercell_size
-
         atoms = self.structure.atoms()
         try:
             check_supercell_size(len(atoms), self.supercell_matrix, limit=self.max_supercell_atoms, loc=("supercell_matrix",))
         except MaterialError as exc:
             raise field_issue(exc) from None
         if self.primitive_matrix is not None:
-            from pftflow.materials.builders import build_phonopy
-
             try:
                 build_phonopy(atoms, self.supercell_matrix, self.primitive_matrix)
             except Exception as exc:  # noqa: BLE001 - phonopy raises RuntimeError / ValueError / TypeError here
@@ -177,8 +177,6 @@ class ComputeMaterial(StrictModel):
 
     def entry(self) -> dict:
         """The material dict of the current builders: ``structure`` as an atoms dict, 3x3 supercell."""
-        from pftflow.materials.structures import atoms_to_dict
-
         out = {"id": self.id, "structure": atoms_to_dict(self.structure.atoms()), "supercell_matrix": self.supercell_matrix}
         if self.source is not None:
             out["source"] = self.source

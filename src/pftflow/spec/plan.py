@@ -8,44 +8,19 @@ from __future__ import annotations
 
 from pftflow.identity import REFERENCE_MODEL
 from pftflow.spec.common import CampaignBase
+from pftflow.spec.dataset import dataset_plan
 from pftflow.spec.phonons import ComputeMaterial
+from pftflow.spec.plan_units import MODEL_STAGES, _model_stages, _summary, _unit  # noqa: F401  (MODEL_STAGES: public here too)
 
-#: stages of one model on one material in the harmonic benchmark (relax only with relax_models)
-MODEL_STAGES = ("relax", "displacements", "forces", "analysis", "compare")
 #: κ stages of one model on one material; the last two are added at run time when the fc2 check passes
 KAPPA_STAGES = ("relax", "displacements", "fc2_forces", "fc2_check", "fc3_forces", "kappa")
 KAPPA_DYNAMIC = ("fc3_forces", "kappa")
-
-
-def _unit(material: str | None, model: str | None, stages: list[str], dynamic: tuple[str, ...] = ()) -> dict:
-    n = len(stages)
-    return {"material": material, "model": model, "stages": stages, "n_jobs": n, "n_jobs_min": n - sum(s in dynamic for s in stages)}
 
 
 def _reference_stages(material, spec) -> list[str]:
     if isinstance(material, ComputeMaterial):
         return (["relax"] if spec.reference.relax is not None else []) + ["displacements", "forces", "analysis"]
     return ["import", "analysis"]
-
-
-def _model_stages(relax_models: bool, force_constants: str = "displacements") -> list[str]:
-    stages = [s for s in MODEL_STAGES if relax_models or s != "relax"]
-    if force_constants == "hessian":  # one Hessian job replaces displacements + forces
-        stages = [("hessian" if s == "forces" else s) for s in stages if s != "displacements"]
-    return stages
-
-
-def _summary(spec, materials: list[str], models: list[str], units: list[dict]) -> dict:
-    return {
-        "campaign": spec.name,
-        "kind": spec.kind,
-        "materials": materials,
-        "models": models,
-        "units": units,
-        "n_units": len(units),
-        "n_jobs": sum(u["n_jobs"] for u in units),
-        "n_jobs_min": sum(u["n_jobs_min"] for u in units),
-    }
 
 
 def plan(spec: CampaignBase) -> dict:
@@ -81,12 +56,10 @@ def plan(spec: CampaignBase) -> dict:
         return _summary(spec, spec.material_ids, spec.model_names, units)
 
     if kind == "dataset":
-        from pftflow.spec.dataset import dataset_plan
-
         return dataset_plan(spec)
 
     if kind in ("finetune_per_material", "finetune_global"):
-        from pftflow.spec.finetune_campaigns import campaign_plan
+        from pftflow.spec.finetune_campaigns import campaign_plan  # local: it imports torch (TrainConfig)
 
         return campaign_plan(spec)
 

@@ -3,7 +3,7 @@
 Pure functions and small classes; jobflow wrappers live in :mod:`pftflow.flows.training`.
 
 * :mod:`~pftflow.training.data`     - labelled structures (E / F / σ / Hessian targets) and their builders
-* :mod:`~pftflow.training.models`   - MACE / SevenNet energy as a twice-differentiable function of r and strain
+* :mod:`~pftflow.calculators.energy_models` - (below training) MACE / SevenNet energy as a twice-differentiable function of r and strain
 * :mod:`~pftflow.training.loss`     - PFT loss, Hessian columns by double backward
 * :mod:`~pftflow.training.adapters` - fine-tuning modes
 * :mod:`~pftflow.training.trainer`  - AdamW / EMA / co-training / resume
@@ -24,15 +24,16 @@ from pftflow.training.data import (
     read_extxyz,
     write_extxyz,
 )
-from pftflow.training.loss import LossWeights, Targets, model_hessian, pft_loss, predict
-from pftflow.training.models import (
+from pftflow.calculators.energy_models import (
     EnergyModel,
     GraphBatch,
     MACEEnergyModel,
     SevenNetEnergyModel,
     build_graph,
     load_energy_model,
+    predict,
 )
+from pftflow.training.loss import LossWeights, Targets, model_hessian, pft_loss
 from pftflow.training.trainer import TrainConfig, TrainResult, evaluate, train
 from pftflow.training.export import export_model
 

@@ -1,4 +1,4 @@
-"""Fine-tuning modes on an :class:`~pftflow.training.models.EnergyModel`: full, frozen, delta (L2-SP), LoRA.
+"""Fine-tuning modes on an :class:`~pftflow.calculators.energy_models.EnergyModel`: full, frozen, delta (L2-SP), LoRA.
 
 * ``full``   - every parameter trains.
 * ``frozen`` - parameters of the listed layer groups (``embedding``, ``layer0`` ... ``layerK``, ``readout``; see
@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pftflow.training.models import EnergyModel
+from pftflow.calculators.energy_models import EnergyModel
 
 MODES = ("full", "frozen", "delta", "lora")
 

@@ -27,7 +27,9 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field, field_validator, model_validator
 
+from pftflow.calculators import get_calculator
 from pftflow.identity import material_id_from_path
+from pftflow.materials.readers import read_reference
 from pftflow.materials.structures import phonopy_to_atoms
 from pftflow.serialization import Array, Document, Structure, atoms_to_dict
 
@@ -118,8 +120,6 @@ def as_reference(ref: Any):
     """A ``PhononReference`` from a path (any format :func:`pftflow.materials.readers.read_reference` reads),
     or ``ref`` itself when it already is one (or a :class:`phonopy.Phonopy` with force constants / forces)."""
     if isinstance(ref, (str, os.PathLike)):
-        from pftflow.materials.readers import read_reference
-
         return read_reference(str(ref))
     return ref
 
@@ -248,8 +248,6 @@ def rattle_and_label(
     atoms: Atoms, calculator, n: int = 10, amplitude_A: float = 0.03, seed: int = 0, material_id: str = ""
 ) -> list[LabelledStructure]:
     """``n`` rattled copies (Gaussian, ``amplitude_A`` Å) labelled by a ``pftflow`` ForceCalculator (e.g. DFT)."""
-    from pftflow.calculators import get_calculator
-
     rng = np.random.default_rng(seed)
     structs = []
     for _ in range(n):

@@ -20,15 +20,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pftflow.calculators import get_calculator
+from pftflow.calculators.energy_models import EnergyModel
 from pftflow.materials.structures import phonopy_to_atoms
+from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, band_path, produce_force_constants
+from pftflow.phonons.metrics import material_metrics
+from pftflow.sampling import fc2_displacements
 from pftflow.training.data import LabelledStructure, _material_id, as_reference
+from pftflow.training.loss import predict
 
 
 def model_forces(model, structures) -> tuple[np.ndarray, list[np.ndarray]]:
     """Energies (eV) and forces (eV/Å) of ASE structures from an EnergyModel or a ForceCalculator / spec."""
-    from pftflow.training.loss import predict
-    from pftflow.training.models import EnergyModel
-
     if isinstance(model, EnergyModel):
         energies, forces = [], []
         for a in structures:
@@ -37,7 +40,6 @@ def model_forces(model, structures) -> tuple[np.ndarray, list[np.ndarray]]:
             energies.append(float(out["energy_eV"].detach()))
             forces.append(out["forces_eV_per_A"].detach().cpu().numpy().astype(float))
         return np.array(energies), forces
-    from pftflow.calculators import get_calculator
 
     res = get_calculator(model).compute(list(structures), stress=False)
     return np.asarray(res.energies_eV), [np.asarray(f) for f in res.forces_eV_per_A]
@@ -47,8 +49,6 @@ def reference_phonopy(reference: Any, settings=None):
     """Phonopy object with the reference force constants, built as the benchmark's reference analysis builds it
     (``PhononReference.to_phonopy`` with the settings' ``symmetrize_fc`` / ``symprec``).  ``reference``: a path,
     a ``PhononReference``, or a :class:`phonopy.Phonopy` with force constants (used as is)."""
-    from pftflow.phonons.harmonic import PhononSettings
-
     s = settings or PhononSettings()
     ref = as_reference(reference)
     if hasattr(ref, "to_phonopy"):
@@ -60,9 +60,6 @@ def model_phonopy(model, reference: Any, settings=None):
     """``(model_phonon, reference_phonon)``: phonopy objects of the reference cell/supercell, the first with the
     model's force constants (eV/Å², full) from the benchmark's displacement / drift-subtraction / symmetrization
     functions with ``settings`` (:class:`~pftflow.phonons.harmonic.PhononSettings`, defaults if ``None``)."""
-    from pftflow.phonons.harmonic import PhononSettings, produce_force_constants
-    from pftflow.sampling import fc2_displacements
-
     s = settings or PhononSettings()
     ref_ph = reference_phonopy(reference, s)
     ph, structs = fc2_displacements(
@@ -100,9 +97,6 @@ def phonon_comparison(model, reference: Any, settings=None, *, with_bands: bool 
     ``entropy_abs_error_300K_J_per_K_mol``, ``mesh_mae_THz``).  Added: ``material_id``, ``failed`` (False) and
     ``force_constant_mae_eV_per_A2``.  The returned rows feed :func:`pftflow.phonons.metrics.summarize`.
     """
-    from pftflow.phonons.harmonic import PhononSettings, analyze_phonons, band_path
-    from pftflow.phonons.metrics import material_metrics
-
     s = settings or PhononSettings()
     ref = as_reference(reference)  # read a file once
     ph, ref_ph = model_phonopy(model, ref, s)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
+from pftflow.calculators import file_sha256
+from pftflow.calculators.energy_models import EnergyModel, MACEEnergyModel, SevenNetEnergyModel
 from pftflow.training.adapters import merge_adapters
-from pftflow.training.models import EnergyModel, MACEEnergyModel, SevenNetEnergyModel
 
 
 def code_versions() -> dict:
@@ -54,8 +55,6 @@ def export_model(
 
     ``calculator_spec`` is the dict :func:`pftflow.calculators.get_calculator` takes.
     """
-    from pftflow.calculators import file_sha256
-
     path = Path(path).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     merged = merge_adapters(copy.deepcopy(model))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pftflow.training.models import EnergyModel, GraphBatch
+from pftflow.calculators.energy_models import EnergyModel, GraphBatch, predict  # noqa: F401  (predict: public here too)
 
 
 @dataclass
@@ -65,46 +65,6 @@ class LossWeights(BaseModel):
 
     def __getitem__(self, key: str):
         return getattr(self, key)
-
-
-def predict(
-    model: EnergyModel,
-    graph: GraphBatch,
-    *,
-    columns: torch.Tensor | None = None,
-    stress: bool = True,
-    create_graph: bool = True,
-) -> dict:
-    """Energies (B,) eV, forces (N,3) eV/Å, stresses (B,3,3) eV/Å³ and Hessian columns.
-
-    ``columns`` (k, B) long: column index (0 .. 3N_s-1, local to each structure) of the Hessian to compute
-    for each structure, k columns per structure; a negative entry skips that structure.  Returns
-    ``hessian_columns`` (k, N, 3): entry [c, atoms of s] = H_s[:, columns[c, s]] reshaped (N_s, 3).
-    ``create_graph=True`` keeps the graph so the loss can be backpropagated to the parameters.
-    """
-    positions = graph.positions_A.detach().clone().requires_grad_(True)
-    strain = torch.zeros(graph.n_structures, 3, 3, dtype=positions.dtype, device=positions.device)
-    strain.requires_grad_(stress)
-    energy = model.energy(graph, positions, strain)
-    need_hvp = columns is not None
-    inputs = [positions, strain] if stress else [positions]
-    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph or need_hvp)
-    out = {"energy_eV": energy, "forces_eV_per_A": -grads[0]}
-    if stress:
-        out["stress_eV_per_A3"] = grads[1] / graph.volume_A3.view(-1, 1, 1)
-    if need_hvp:
-        cols = []
-        for c in range(columns.shape[0]):
-            v = torch.zeros_like(positions).reshape(-1)
-            sel = columns[c] >= 0
-            flat = 3 * graph.ptr[:-1][sel] + columns[c][sel]
-            v[flat] = 1.0
-            (hv,) = torch.autograd.grad(
-                grads[0], positions, grad_outputs=v.view_as(positions), create_graph=create_graph, retain_graph=True
-            )
-            cols.append(hv)
-        out["hessian_columns_eV_per_A2"] = torch.stack(cols)
-    return out
 
 
 def hessian_column_targets(targets: Targets, graph: GraphBatch, columns: torch.Tensor):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pftflow.training.adapters import FinetuneSpec, setup_finetuning, trainable_parameters
 from pftflow.training.data import LabelledStructure, TrainingData
 from pftflow.training.loss import LossWeights, Targets, pft_loss, sample_columns
-from pftflow.training.models import EnergyModel, GraphBatch
+from pftflow.calculators.energy_models import EnergyModel, GraphBatch
 
 
 def _all_set(model):

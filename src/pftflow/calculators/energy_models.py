@@ -1,4 +1,8 @@
-"""Model adapters: an MLIP's energy as a twice-differentiable function of positions and strain.
+"""Energy models: an MLIP's energy as a twice-differentiable function of positions and strain (the
+adapters, their loading and provenance, :func:`predict` and the Hessian rows of the torch backends).
+
+Forces, Hessians (:mod:`pftflow.phonons.hessian`) and the PFT loss (:mod:`pftflow.training.loss`) all stand
+on these; they import nothing above :mod:`pftflow.calculators`.
 
 Every adapter exposes ``energy(graph, positions_A, strain) -> (n_structures,) eV`` where ``positions_A``
 (N_total, 3) Å and ``strain`` (n_structures, 3, 3) (dimensionless, symmetrised inside) are leaf tensors the
@@ -25,6 +29,9 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
+
+from pftflow.calculators.base import file_sha256
+from pftflow.calculators.model_files import prepare_sevenn_import, resolve_mace_model
 
 
 # ----------------------------------------------------------------------------------------- graph batch
@@ -163,8 +170,6 @@ class MACEEnergyModel(EnergyModel):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, head: str | None = None, dtype=torch.float64, device="cpu"):
-        from pftflow.calculators import file_sha256
-
         model = torch.load(str(path), map_location=device, weights_only=False)
         model = model.to(dtype=dtype)
         return cls(model, head=head, source={"path": str(Path(path).resolve()), "sha256": file_sha256(path)})
@@ -213,12 +218,8 @@ class SevenNetEnergyModel(EnergyModel):
     @classmethod
     def from_checkpoint(cls, model: str = "7net-0", dtype=torch.float32, device="cpu"):
         """Load a SevenNet checkpoint file or a packaged name (``7net-0``), offline."""
-        from pftflow.calculators.backends import prepare_sevenn_import
-
         prepare_sevenn_import()
         from sevenn.util import model_from_checkpoint, pretrained_name_to_path
-
-        from pftflow.calculators import file_sha256
 
         path = model if os.path.isfile(model) else str(pretrained_name_to_path(model))
         net, config = model_from_checkpoint(path)
@@ -273,7 +274,102 @@ def load_energy_model(spec: dict | str, dtype: str | torch.dtype = "float32", de
     if backend == "sevennet":
         return SevenNetEnergyModel.from_checkpoint(spec.get("model", "7net-0"), dtype=dt, device=device)
     if backend == "mace":
-        from pftflow.calculators import resolve_mace_model
-
         return MACEEnergyModel.from_file(resolve_mace_model(spec["model"]), head=spec.get("head"), dtype=dt, device=device)
     raise ValueError(f"fine-tuning supports backends 'mace' and 'sevennet', not {backend!r}")
+
+
+# ------------------------------------------------------------------------------ prediction
+def predict(
+    model: EnergyModel,
+    graph: GraphBatch,
+    *,
+    columns: torch.Tensor | None = None,
+    stress: bool = True,
+    create_graph: bool = True,
+) -> dict:
+    """Energies (B,) eV, forces (N,3) eV/Å, stresses (B,3,3) eV/Å³ and Hessian columns.
+
+    ``columns`` (k, B) long: column index (0 .. 3N_s-1, local to each structure) of the Hessian to compute
+    for each structure, k columns per structure; a negative entry skips that structure.  Returns
+    ``hessian_columns`` (k, N, 3): entry [c, atoms of s] = H_s[:, columns[c, s]] reshaped (N_s, 3).
+    ``create_graph=True`` keeps the graph so the loss can be backpropagated to the parameters.
+    """
+    positions = graph.positions_A.detach().clone().requires_grad_(True)
+    strain = torch.zeros(graph.n_structures, 3, 3, dtype=positions.dtype, device=positions.device)
+    strain.requires_grad_(stress)
+    energy = model.energy(graph, positions, strain)
+    need_hvp = columns is not None
+    inputs = [positions, strain] if stress else [positions]
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph or need_hvp)
+    out = {"energy_eV": energy, "forces_eV_per_A": -grads[0]}
+    if stress:
+        out["stress_eV_per_A3"] = grads[1] / graph.volume_A3.view(-1, 1, 1)
+    if need_hvp:
+        cols = []
+        for c in range(columns.shape[0]):
+            v = torch.zeros_like(positions).reshape(-1)
+            sel = columns[c] >= 0
+            flat = 3 * graph.ptr[:-1][sel] + columns[c][sel]
+            v[flat] = 1.0
+            (hv,) = torch.autograd.grad(
+                grads[0], positions, grad_outputs=v.view_as(positions), create_graph=create_graph, retain_graph=True
+            )
+            cols.append(hv)
+        out["hessian_columns_eV_per_A2"] = torch.stack(cols)
+    return out
+
+
+# ------------------------------------------------------------------------------ forces and Hessian rows
+def energy_model_hessian_rows(model, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
+    """Hessian rows (len(idx), 3, N, 3) eV/Å² of an :class:`EnergyModel` by the
+    project's Hessian-vector products (:func:`predict`, double backward): the Hessian
+    is symmetric, so column 3i+a is row (i, a)."""
+    n = len(atoms)
+    idx = [int(i) for i in atom_indices]
+    if any(not 0 <= i < n for i in idx):
+        raise IndexError(f"hessian_rows: atom indices {idx} outside 0..{n - 1}")
+    if not idx:
+        return np.zeros((0, 3, n, 3))
+    graph = model.build_graph([atoms])
+    cols = torch.tensor([[3 * i + a] for i in idx for a in range(3)], dtype=torch.long, device=graph.positions_A.device)
+    out = predict(model, graph, columns=cols, stress=False, create_graph=False)
+    h = out["hessian_columns_eV_per_A2"].detach().cpu().double().numpy()  # (3k, N, 3)
+    return h.reshape(len(idx), 3, n, 3)
+
+
+def cached_energy_model_rows(calculator, spec: dict, atoms: Atoms, atom_indices: Sequence[int], dtype: str = "float64") -> np.ndarray:
+    """``hessian_rows`` of a torch-backed calculator: loads (once per calculator) the training energy model of
+    ``spec`` (:func:`load_energy_model`, float64 by default, same weights as the ASE
+    calculator) and runs :func:`energy_model_hessian_rows`."""
+    key = (dtype, tuple(sorted((k, str(v)) for k, v in spec.items())))
+    cache = calculator.__dict__.setdefault("_hessian_energy_models", {})
+    if key not in cache:
+        cache[key] = load_energy_model(spec, dtype=dtype, device=getattr(calculator, "device", None))
+    return energy_model_hessian_rows(cache[key], atoms, atom_indices)
+
+
+def chgnet_hessian_rows(model, atoms: Atoms, atom_indices: Sequence[int]) -> np.ndarray:
+    """Hessian rows (len(idx), 3, N, 3) eV/Å² of a ``chgnet.model.CHGNet`` (float32) by double backward.
+
+    CHGNet's forward already builds its force graph with ``create_graph=True``; its Cartesian positions
+    are ``frac @ lattice`` inside the model, so we differentiate the forces with respect to the fractional
+    coordinates of its input graph and map back: ∂/∂frac_j = L ∂/∂r_j, hence ∂/∂r_j = L⁻¹ ∂/∂frac_j.
+    (The training adapters have no CHGNet energy model, so this uses CHGNet's own graph directly.)
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    n = len(atoms)
+    idx = [int(i) for i in atom_indices]
+    if any(not 0 <= i < n for i in idx):
+        raise IndexError(f"hessian_rows: atom indices {idx} outside 0..{n - 1}")
+    device = next(model.parameters()).device
+    graph = model.graph_converter(AseAtomsAdaptor.get_structure(atoms)).to(device)
+    graph.atom_frac_coord = graph.atom_frac_coord.detach().clone().requires_grad_(True)
+    forces = model([graph], task="ef")["f"][0]  # (N, 3) eV/Å, graph kept (CHGNet uses create_graph=True)
+    lat_inv = np.linalg.inv(graph.lattice.detach().cpu().double().numpy())
+    out = np.zeros((len(idx), 3, n, 3))
+    for k, i in enumerate(idx):
+        for a in range(3):
+            (g,) = torch.autograd.grad(forces[i, a], graph.atom_frac_coord, retain_graph=True)
+            out[k, a] = -(g.detach().cpu().double().numpy() @ lat_inv.T)  # Φ(ia, jb) = -∂F_ia/∂r_jb
+    return out
