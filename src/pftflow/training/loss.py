@@ -74,6 +74,7 @@ def predict(
     columns: torch.Tensor | None = None,
     stress: bool = True,
     create_graph: bool = True,
+    probes: torch.Tensor | None = None,
 ) -> dict:
     """Energies (B,) eV, forces (N,3) eV/Å, stresses (B,3,3) eV/Å³ and Hessian columns.
 
@@ -81,18 +82,20 @@ def predict(
     for each structure, k columns per structure; a negative entry skips that structure.  Returns
     ``hessian_columns`` (k, N, 3): entry [c, atoms of s] = H_s[:, columns[c, s]] reshaped (N_s, 3).
     ``create_graph=True`` keeps the graph so the loss can be backpropagated to the parameters.
+    ``probes`` (P, N, 3): probe vectors v instead of columns (:mod:`pftflow.training.probes`); returns
+    ``hessian_probes_eV_per_A2`` (P, N, 3) = H·v.
     """
     positions = graph.positions_A.detach().clone().requires_grad_(True)
     strain = torch.zeros(graph.n_structures, 3, 3, dtype=positions.dtype, device=positions.device)
     strain.requires_grad_(stress)
     energy = model.energy(graph, positions, strain)
-    need_hvp = columns is not None
+    need_hvp = columns is not None or probes is not None
     inputs = [positions, strain] if stress else [positions]
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph or need_hvp)
     out = {"energy_eV": energy, "forces_eV_per_A": -grads[0]}
     if stress:
         out["stress_eV_per_A3"] = grads[1] / graph.volume_A3.view(-1, 1, 1)
-    if need_hvp:
+    if columns is not None:
         cols = []
         for c in range(columns.shape[0]):
             v = torch.zeros_like(positions).reshape(-1)
@@ -104,6 +107,10 @@ def predict(
             )
             cols.append(hv)
         out["hessian_columns_eV_per_A2"] = torch.stack(cols)
+    if probes is not None:
+        out["hessian_probes_eV_per_A2"] = torch.stack(
+            [torch.autograd.grad(grads[0], positions, grad_outputs=v.to(positions.dtype), create_graph=create_graph, retain_graph=True)[0] for v in probes]
+        )
     return out
 
 
@@ -143,17 +150,21 @@ def pft_loss(
     *,
     columns: torch.Tensor | None = None,
     create_graph: bool = True,
+    probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (scalar tensor) and its parts (floats; MAEs in eV/atom, eV/Å, eV/Å³, eV/Å²).
 
     Terms whose targets are absent, or whose weight is 0, are skipped (and not computed: no stress derivative
     without stress targets, no HVP without Hessian targets or columns).
+    ``probes`` = (v (P, N, 3), H_ref·v (P, N, 3) eV/Å², entry weights (P, N)) replaces ``columns``
+    (:func:`pftflow.training.probes.batch_probes`); the Hessian part is then the weighted probe error.
     """
     use_e = weights.energy > 0 and targets.energy_mask is not None and bool(targets.energy_mask.any())
     use_f = weights.forces > 0 and targets.force_mask is not None and bool(targets.force_mask.any())
     use_s = weights.stress > 0 and targets.stress_mask is not None and bool(targets.stress_mask.any())
-    use_h = weights.hessian > 0 and columns is not None and targets.has_hessian()
-    pred = predict(model, graph, columns=columns if use_h else None, stress=use_s, create_graph=create_graph)
+    use_h = weights.hessian > 0 and (columns is not None or probes is not None) and targets.has_hessian()
+    pred = predict(model, graph, columns=columns if use_h and probes is None else None, stress=use_s, create_graph=create_graph,
+                   probes=probes[0] if use_h and probes is not None else None)
     total = pred["energy_eV"].new_zeros(())
     parts: dict[str, float] = {}
     if use_e:
@@ -171,7 +182,13 @@ def pft_loss(
         err = (pred["stress_eV_per_A3"] - targets.stress_eV_per_A3)[m].abs().mean()
         total = total + weights.stress * err
         parts["stress_mae_eV_per_A3"] = float(err.detach())
-    if use_h:
+    if use_h and probes is not None:
+        v, ref_hv, w = probes
+        per_atom = (pred["hessian_probes_eV_per_A2"] - ref_hv).abs().mean(-1)
+        err = (per_atom * w).sum(-1).mean()
+        total = total + weights.hessian * err
+        parts["hessian_mae_eV_per_A2"] = float(err.detach())
+    elif use_h:
         ref, mask = hessian_column_targets(targets, graph, columns)
         err = (pred["hessian_columns_eV_per_A2"] - ref)[mask].abs().mean()
         total = total + weights.hessian * err
