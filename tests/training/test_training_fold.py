@@ -53,3 +53,14 @@ def test_non_dividing_matrix_refused(cu_4x4x4):
     assert not small_matrix_divides(cu_4x4x4.supercell_matrix, np.diag([3, 3, 3]))
     with pytest.raises(ValueError, match="does not divide"):
         fold_force_constants(cu_4x4x4, np.diag([3, 3, 3]))
+
+
+def test_reduced_matrix_divides_rows_by_their_gcd(cu_4x4x4):
+    from pftflow.training.fold import reduced_matrix
+
+    m = reduced_matrix([[5, 5, 0], [-3, 3, 0], [0, 0, 1]], np.eye(3), 12, 100)
+    assert small_matrix_divides([[5, 5, 0], [-3, 3, 0], [0, 0, 1]], m) and 12 * abs(round(np.linalg.det(m))) <= 100
+    m = reduced_matrix(cu_4x4x4.supercell_matrix, cu_4x4x4.unitcell.cell, 1, 8)
+    assert abs(round(np.linalg.det(m))) == 8
+    ph = fold_force_constants(cu_4x4x4, m)
+    np.testing.assert_allclose(ph.get_frequencies([0.5, 0.5, 0.5]), cu_4x4x4.get_frequencies([0.5, 0.5, 0.5]), atol=1e-6)

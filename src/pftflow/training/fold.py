@@ -46,6 +46,27 @@ def halved_matrix(big_matrix) -> np.ndarray | None:
     return m if changed else None
 
 
+def reduced_matrix(big_matrix, unit_lattice_A, n_unit_atoms: int, max_atoms: int) -> np.ndarray | None:
+    """A supercell matrix that divides ``big_matrix``, with at most ``max_atoms`` atoms where one exists: rows are
+    divided, the longest (Å) first, by the smallest prime factor of the gcd of their entries (a row [5, 5, 0]
+    -> [1, 1, 0]).  None when no row can be divided."""
+    from math import gcd
+
+    m = np.asarray(big_matrix, dtype=int).copy()
+    lat = np.asarray(unit_lattice_A, dtype=float)
+    changed = False
+    while n_unit_atoms * abs(round(np.linalg.det(m))) > max_atoms:
+        cands = [i for i in range(3) if gcd(*[abs(int(x)) for x in m[i]]) > 1]
+        if not cands:
+            break
+        i = max(cands, key=lambda r: np.linalg.norm(m[r] @ lat))
+        g = gcd(*[abs(int(x)) for x in m[i]])
+        p = next(d for d in range(2, g + 1) if g % d == 0)
+        m[i] //= p
+        changed = True
+    return m if changed else None
+
+
 def fold_force_constants(ph_big, small_matrix, *, symprec: float = 1e-5):
     """A :class:`phonopy.Phonopy` on the supercell ``small_matrix`` of ``ph_big``'s unit cell, with the force
     constants of ``ph_big`` folded onto it (full (n, n, 3, 3) eV/Å²).  Refused when the matrix does not divide."""
