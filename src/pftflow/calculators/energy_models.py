@@ -286,6 +286,7 @@ def predict(
     columns: torch.Tensor | None = None,
     stress: bool = True,
     create_graph: bool = True,
+    probes: torch.Tensor | None = None,
 ) -> dict:
     """Energies (B,) eV, forces (N,3) eV/Å, stresses (B,3,3) eV/Å³ and Hessian columns.
 
@@ -293,18 +294,20 @@ def predict(
     for each structure, k columns per structure; a negative entry skips that structure.  Returns
     ``hessian_columns`` (k, N, 3): entry [c, atoms of s] = H_s[:, columns[c, s]] reshaped (N_s, 3).
     ``create_graph=True`` keeps the graph so the loss can be backpropagated to the parameters.
+    ``probes`` (P, N, 3): probe vectors v instead of columns (:mod:`pftflow.training.probes`); returns
+    ``hessian_probes_eV_per_A2`` (P, N, 3) = H·v.
     """
     positions = graph.positions_A.detach().clone().requires_grad_(True)
     strain = torch.zeros(graph.n_structures, 3, 3, dtype=positions.dtype, device=positions.device)
     strain.requires_grad_(stress)
     energy = model.energy(graph, positions, strain)
-    need_hvp = columns is not None
+    need_hvp = columns is not None or probes is not None
     inputs = [positions, strain] if stress else [positions]
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create_graph or need_hvp)
     out = {"energy_eV": energy, "forces_eV_per_A": -grads[0]}
     if stress:
         out["stress_eV_per_A3"] = grads[1] / graph.volume_A3.view(-1, 1, 1)
-    if need_hvp:
+    if columns is not None:
         cols = []
         for c in range(columns.shape[0]):
             v = torch.zeros_like(positions).reshape(-1)
@@ -316,6 +319,10 @@ def predict(
             )
             cols.append(hv)
         out["hessian_columns_eV_per_A2"] = torch.stack(cols)
+    if probes is not None:
+        out["hessian_probes_eV_per_A2"] = torch.stack(
+            [torch.autograd.grad(grads[0], positions, grad_outputs=v.to(positions.dtype), create_graph=create_graph, retain_graph=True)[0] for v in probes]
+        )
     return out
 
 

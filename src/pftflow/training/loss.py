@@ -103,17 +103,21 @@ def pft_loss(
     *,
     columns: torch.Tensor | None = None,
     create_graph: bool = True,
+    probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (scalar tensor) and its parts (floats; MAEs in eV/atom, eV/Å, eV/Å³, eV/Å²).
 
     Terms whose targets are absent, or whose weight is 0, are skipped (and not computed: no stress derivative
     without stress targets, no HVP without Hessian targets or columns).
+    ``probes`` = (v (P, N, 3), H_ref·v (P, N, 3) eV/Å², entry weights (P, N)) replaces ``columns``
+    (:func:`pftflow.training.probes.batch_probes`); the Hessian part is then the weighted probe error.
     """
     use_e = weights.energy > 0 and targets.energy_mask is not None and bool(targets.energy_mask.any())
     use_f = weights.forces > 0 and targets.force_mask is not None and bool(targets.force_mask.any())
     use_s = weights.stress > 0 and targets.stress_mask is not None and bool(targets.stress_mask.any())
-    use_h = weights.hessian > 0 and columns is not None and targets.has_hessian()
-    pred = predict(model, graph, columns=columns if use_h else None, stress=use_s, create_graph=create_graph)
+    use_h = weights.hessian > 0 and (columns is not None or probes is not None) and targets.has_hessian()
+    pred = predict(model, graph, columns=columns if use_h and probes is None else None, stress=use_s, create_graph=create_graph,
+                   probes=probes[0] if use_h and probes is not None else None)
     total = pred["energy_eV"].new_zeros(())
     parts: dict[str, float] = {}
     if use_e:
@@ -131,7 +135,13 @@ def pft_loss(
         err = (pred["stress_eV_per_A3"] - targets.stress_eV_per_A3)[m].abs().mean()
         total = total + weights.stress * err
         parts["stress_mae_eV_per_A3"] = float(err.detach())
-    if use_h:
+    if use_h and probes is not None:
+        v, ref_hv, w = probes
+        per_atom = (pred["hessian_probes_eV_per_A2"] - ref_hv).abs().mean(-1)
+        err = (per_atom * w).sum(-1).mean()
+        total = total + weights.hessian * err
+        parts["hessian_mae_eV_per_A2"] = float(err.detach())
+    elif use_h:
         ref, mask = hessian_column_targets(targets, graph, columns)
         err = (pred["hessian_columns_eV_per_A2"] - ref)[mask].abs().mean()
         total = total + weights.hessian * err

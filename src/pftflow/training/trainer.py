@@ -29,6 +29,7 @@ from pftflow.training.adapters import FinetuneSpec, setup_finetuning, trainable_
 from pftflow.training.data import LabelledStructure, TrainingData
 from pftflow.training.loss import LossWeights, Targets, pft_loss, sample_columns
 from pftflow.calculators.energy_models import EnergyModel, GraphBatch
+from pftflow.training.probes import ProbeSpec, batch_probes
 
 
 def _all_set(model):
@@ -74,6 +75,13 @@ class TrainConfig(BaseModel):
         "the best-EMA weights are kept either way", examples=[3]
     )
 
+    hessian_probe: ProbeSpec | None = Field(
+        None, description="Hessian probes and normalisation {kind: column | multi_column | rademacher, atoms_per_probe, "
+        "min_separation_A, normalisation: mean | near_field | column_sum, near_field_A, reference_atoms} "
+        "(training/probes.py); null = one random column per structure, MAE over entries (the PFT paper)",
+        examples=[{"kind": "multi_column", "atoms_per_probe": 4, "normalisation": "near_field", "near_field_A": 6.0}],
+    )
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str | None) -> str | None:
@@ -88,6 +96,8 @@ class TrainConfig(BaseModel):
         d["finetune"] = self.finetune.model_dump(exclude_unset=True)
         if d.get("early_stopping_patience") is None:  # unset: the dict (and every key made from it) as before the option existed
             d.pop("early_stopping_patience", None)
+        if d.get("hessian_probe") is None:  # idem: unset keeps the keys of runs made before probes existed
+            d.pop("hessian_probe", None)
         return d
 
 
@@ -292,10 +302,15 @@ def train(
             for kind, bidx in plan:
                 graph, targets = (train_c if kind == "phonon" else co_c)(bidx)
                 gen = _step_generator(cfg.seed, epoch, step)
-                cols = sample_columns(graph, targets, cfg.columns_per_structure, gen) if targets.has_hessian() else None
+                cols = probes = None
+                if targets.has_hessian() and cfg.hessian_probe is not None:
+                    prng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+                    probes = batch_probes(graph, targets, cfg.hessian_probe, cfg.columns_per_structure, prng)
+                elif targets.has_hessian():
+                    cols = sample_columns(graph, targets, cfg.columns_per_structure, gen)
                 w = phonon_weights if kind == "phonon" else weights
                 opt.zero_grad(set_to_none=True)
-                loss, parts = pft_loss(model, graph, targets, w, columns=cols)
+                loss, parts = pft_loss(model, graph, targets, w, columns=cols, probes=probes)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()

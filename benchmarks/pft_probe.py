@@ -1,0 +1,300 @@
+"""Fast PFT efficacy probe (issue 18): N PFT steps of SevenNet-0 on the train split of
+workflows/finetune-global-chalcogenides.yaml, scored on validation materials only (the 10 test materials are
+never read: the split is computed from the file names with the spec's seeded MaterialSplit).
+
+Every reference is folded (training/fold.py) by dividing its supercell matrix (fold.reduced_matrix) until it has <= --max-atoms atoms
+(or, with --no-fold, kept only when it already has <= --max-atoms atoms).  Printed against step and CPU seconds:
+  * hnf: validation Hessian-column error on near-field entries (within 6 Å of the probed atom), eV/Å², mean over
+    6 fixed columns of each validation material (the same columns for every configuration);
+  * at the first and last step: the ω_max error (K) and the frequency MAE (K) at the q-points commensurate with the
+    folded cell (phonopy finite displacements with the model's forces on the folded cell vs the folded DFT force
+    constants; exact DFT frequencies at those q).
+--volume: also the same errors after relaxing the cell with the model itself (SevenNet-0, ASE FrechetCellFilter),
+i.e. how much of the error comes from the model's volume.
+
+  OMP_NUM_THREADS=1 PYTHONPATH=src python3 benchmarks/pft_probe.py --steps 30 --lr 3e-4 --probe column --norm mean
+Options: --cotrain none|distill|dft, --probe column|multi_column|rademacher, --k atoms per probe, --norm
+mean|near_field|column_sum.  No EMA (the raw weights are scored), AdamW wd 1e-3, clip 100, weights 20/20/5/100.
+Results are appended as one JSON line to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+THZ_TO_K = 47.99243
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def split_roles(workflow: Path) -> dict[str, list[str]]:
+    from pftflow.identity import material_id_from_path
+    from pftflow.spec.finetune_campaigns import MaterialSplit
+
+    raw = yaml.safe_load(workflow.read_text())
+    folder = (ROOT / raw["materials"]).resolve()
+    files = {material_id_from_path(p): p for p in sorted(folder.glob("*.phonopy.yaml*"))}
+    roles = MaterialSplit(**raw["split"]).assign(sorted(files))
+    return {r: [files[m] for m in roles[r]] for r in ("train", "valid")}  # test paths are not even kept
+
+
+def folded(path: Path, max_atoms: int, fold: bool):
+    """(material id, Phonopy with force constants on the folded cell) or None when too big."""
+    from pftflow.materials.readers import read_reference
+    from pftflow.training.fold import fold_force_constants, reduced_matrix
+
+    ph = read_reference(str(path)).to_phonopy()
+    if fold and len(ph.supercell) > max_atoms:
+        m = reduced_matrix(ph.supercell_matrix, ph.unitcell.cell, len(ph.unitcell), max_atoms)
+        if m is not None:
+            ph = fold_force_constants(ph, m)
+    return ph if len(ph.supercell) <= max_atoms else None
+
+
+def load_refs(roles, max_atoms, fold, cache: Path):
+    key = cache / f"refs_{max_atoms}_{int(fold)}.pkl"
+    if key.exists():
+        return pickle.loads(key.read_bytes())
+    out = {}
+    for role, paths in roles.items():
+        out[role] = []
+        for p in paths:
+            ph = folded(p, max_atoms, fold)
+            if ph is not None:
+                out[role].append((p.name.split(".")[0], ph))
+    key.write_bytes(pickle.dumps(out))
+    return out
+
+
+def model_forces(model, atoms_list):
+    from pftflow.training.loss import predict
+
+    out = []
+    for a in atoms_list:
+        g = model.build_graph([a])
+        out.append(predict(model, g, stress=False, create_graph=False)["forces_eV_per_A"].detach().double().numpy())
+    return out
+
+
+def commensurate_q(ph):
+    m = np.asarray(ph.supercell_matrix, dtype=float)
+    # q-points of the primitive/unit reciprocal lattice commensurate with the supercell: q = n · M⁻¹ (mod 1)
+    from phonopy.harmonic.dynmat_to_fc import get_commensurate_points
+
+    return get_commensurate_points(m)
+
+
+def model_frequencies(model, ph_ref, cell_scale=None):
+    """Model frequencies (THz) at the commensurate q of ph_ref's folded cell (phonopy finite displacements)."""
+    from ase import Atoms
+    from phonopy import Phonopy
+
+    unit = ph_ref.unitcell.copy()
+    if cell_scale is not None:
+        unit.cell = np.asarray(unit.cell) @ cell_scale
+    ph = Phonopy(unit, supercell_matrix=ph_ref.supercell_matrix, primitive_matrix=ph_ref.primitive_matrix)
+    ph.generate_displacements(distance=0.01)
+    scs = [Atoms(s.symbols, cell=s.cell, scaled_positions=s.scaled_positions, pbc=True) for s in ph.supercells_with_displacements]
+    ph.forces = model_forces(model, scs)
+    ph.produce_force_constants()
+    qs = commensurate_q(ph_ref)
+    return np.array([ph.get_frequencies(q) for q in qs]), len(scs)
+
+
+def ref_frequencies(ph_ref):
+    return np.array([ph_ref.get_frequencies(q) for q in commensurate_q(ph_ref)])
+
+
+def freq_errors(f_model, f_ref):
+    return {"wmax_err_K": float(abs(f_model.max() - f_ref.max()) * THZ_TO_K),
+            "wmax_signed_K": float((f_model.max() - f_ref.max()) * THZ_TO_K),
+            "freq_mae_K": float(np.abs(np.sort(f_model, axis=1) - np.sort(f_ref, axis=1)).mean() * THZ_TO_K)}
+
+
+def relaxed_scale(model_name, ph_ref):
+    """Cell deformation (3x3, row-vector convention) of the unit cell relaxed by SevenNet-0 itself."""
+    from ase import Atoms
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from sevenn.calculator import SevenNetCalculator
+
+    u = ph_ref.unitcell
+    a = Atoms(u.symbols, cell=u.cell, scaled_positions=u.scaled_positions, pbc=True)
+    a.calc = SevenNetCalculator(model_name, device="cpu")
+    FIRE(FrechetCellFilter(a), logfile=None).run(fmax=0.005, steps=300)
+    return np.linalg.solve(np.asarray(u.cell), np.asarray(a.cell[:])), a.get_volume() / abs(np.linalg.det(u.cell))
+
+
+def near_field_eval(model, valid, columns, radius_A=6.0):
+    """Mean near-field |ΔH| (eV/Å²) over fixed columns of the validation cells."""
+    from pftflow.training.probes import near_field_mask
+
+    errs = []
+    for (mid, ls), cols in zip(valid, columns):
+        g = model.build_graph([ls.atoms])
+        n = len(ls.atoms)
+        h = torch.as_tensor(ls.hessian_eV_per_A2)
+        for c in cols:
+            v = torch.zeros(n, 3, dtype=g.positions_A.dtype); v.view(-1)[c] = 1.0
+            from pftflow.training.loss import predict
+
+            hv = predict(model, g, probes=v[None], stress=False, create_graph=False)["hessian_probes_eV_per_A2"][0].detach().double()
+            m = near_field_mask(ls.atoms.positions, ls.atoms.cell[:], [c // 3], radius_A)
+            errs.append(float((hv - h[:, c].reshape(n, 3))[torch.as_tensor(m)].abs().mean()))
+    return float(np.mean(errs))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workflow", default=str(ROOT / "workflows/finetune-global-chalcogenides.yaml"))
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--probe", default="column", choices=["column", "multi_column", "rademacher"])
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--norm", default="mean", choices=["mean", "near_field", "column_sum"])
+    ap.add_argument("--cotrain", default="none", choices=["none", "distill", "dft"])
+    ap.add_argument("--cotrain-ratio", type=int, default=2)
+    ap.add_argument("--max-atoms", type=int, default=130)
+    ap.add_argument("--no-fold", action="store_true")
+    ap.add_argument("--n-valid-freq", type=int, default=3)
+    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--volume", action="store_true")
+    ap.add_argument("--label", default="")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/pft_probe_results.jsonl"))
+    ap.add_argument("--cache", default="/tmp/pft_probe_cache")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+
+    from pftflow.training.data import from_displacements, from_phonon_reference
+    from pftflow.training.loss import LossWeights, pft_loss, sample_columns
+    from pftflow.calculators.energy_models import SevenNetEnergyModel
+    from pftflow.training.probes import ProbeSpec, batch_probes
+    from pftflow.training.trainer import _targets_for
+
+    cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
+    t_cpu0 = time.process_time()
+    roles = split_roles(Path(args.workflow))
+    refs = load_refs(roles, args.max_atoms, not args.no_fold, cache)
+    train = [(m, from_phonon_reference(ph, material_id=m)[0]) for m, ph in refs["train"]]
+    valid = [(m, from_phonon_reference(ph, material_id=m)[0]) for m, ph in refs["valid"]]
+    print(f"train {len(train)} cells ({[len(s.atoms) for _, s in train]} atoms), valid {len(valid)} ({[len(s.atoms) for _, s in valid]})", flush=True)
+    model = SevenNetEnergyModel.from_checkpoint("7net-0", dtype=torch.float32)
+    vrng = np.random.default_rng(1234)
+    vcols = [vrng.choice(3 * len(s.atoms), 6, replace=False) for _, s in valid]
+    vfreq = sorted(range(len(valid)), key=lambda i: len(valid[i][1].atoms))[: args.n_valid_freq]
+
+    def freq_eval(tag):
+        res = {}
+        for i in vfreq:
+            mid, ph = refs["valid"][i]
+            fm, nd = model_frequencies(model, ph)
+            res[mid] = freq_errors(fm, ref_frequencies(ph))
+        return res
+
+    cot = []
+    base = SevenNetEnergyModel.from_checkpoint("7net-0", dtype=torch.float32) if args.cotrain == "distill" else None
+    if args.cotrain == "distill":
+        from pftflow.flows.finetune_campaigns import builtin_crystals, distillation_structures
+        from pftflow.training.loss import predict as _pred
+
+        crystals = builtin_crystals(None, max_crystals=16, seed=0)
+        structs = distillation_structures(crystals, 48, 0.05, 16, 0)
+        from pftflow.training.data import LabelledStructure
+
+        for a in structs:
+            g = base.build_graph([a])
+            p = _pred(base, g, stress=True, create_graph=False)
+            cot.append(LabelledStructure(a, float(p["energy_eV"][0]), p["forces_eV_per_A"].detach().double().numpy(),
+                                         p["stress_eV_per_A3"][0].detach().double().numpy(), kind="rattled"))
+    elif args.cotrain == "dft":
+        rng = np.random.default_rng(0)
+        from pftflow.materials.readers import read_reference
+
+        for p in roles["train"]:
+            ref = read_reference(str(p))
+            ph = ref.to_phonopy()
+            if len(ph.supercell) > 300:
+                continue
+            ds = from_displacements(ref, material_id=p.name)
+            cot += [ds[int(i)] for i in rng.choice(len(ds), min(2, len(ds)), replace=False)]
+    print(f"co-training: {args.cotrain}, {len(cot)} structures", flush=True)
+
+    rec = {"label": args.label, "args": vars(args), "curve": []}
+    if args.volume:
+        vol = {}
+        for i in vfreq:
+            mid, ph = refs["valid"][i]
+            scale, vratio = relaxed_scale("7net-0", ph)
+            f_ref = ref_frequencies(ph)
+            vol[mid] = {"volume_ratio": vratio, "at_dft_cell": freq_errors(model_frequencies(model, ph)[0], f_ref),
+                        "at_model_cell": freq_errors(model_frequencies(model, ph, scale)[0], f_ref)}
+            print(mid, json.dumps(vol[mid]), flush=True)
+        rec["volume"] = vol
+
+    weights = LossWeights()
+    ph_w = LossWeights(energy=0.0, forces=weights.forces, stress=weights.stress, hessian=weights.hessian) if cot else weights
+    spec = None if (args.probe == "column" and args.norm == "mean") else ProbeSpec(kind=args.probe, atoms_per_probe=args.k, normalisation=args.norm)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-3)
+    graphs = {}
+
+    def batch(ls, key):
+        if key not in graphs:
+            graphs[key] = model.build_graph([ls.atoms])
+        g = graphs[key]
+        return g, _targets_for([ls], g.positions_A.dtype, g.positions_A.device)
+
+    rec["freq_before"] = freq_eval("before")
+    hnf0 = near_field_eval(model, valid, vcols)
+    rec["curve"].append({"step": 0, "cpu_s": 0.0, "hnf": hnf0})
+    print(f"step 0 hnf {hnf0:.5f} freq {json.dumps(rec['freq_before'])}", flush=True)
+    t_train0 = time.process_time()
+    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(0)
+    co_ptr = 0
+    for step in range(1, args.steps + 1):
+        i = int(rng.integers(len(train)))
+        g, t = batch(train[i][1], ("t", i))
+        if spec is None:
+            cols, probes = sample_columns(g, t, 1, gen), None
+        else:
+            cols, probes = None, batch_probes(g, t, spec, 1, rng)
+        plan = [(g, t, ph_w, cols, probes)]
+        for _ in range(args.cotrain_ratio if cot else 0):
+            j = co_ptr % len(cot); co_ptr += 1
+            gc, tc = batch(cot[j], ("c", j))
+            plan.append((gc, tc, weights, None, None))
+        for gg, tt, ww, cc, pp in plan:
+            opt.zero_grad(set_to_none=True)
+            loss, parts = pft_loss(model, gg, tt, ww, columns=cc, probes=pp)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 100.0)
+            opt.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            hnf = near_field_eval(model, valid, vcols)
+            cpu = time.process_time() - t_train0
+            rec["curve"].append({"step": step, "cpu_s": cpu, "hnf": hnf})
+            print(f"step {step} cpu {cpu:.0f} s hnf {hnf:.5f} (train loss {parts['loss']:.4g})", flush=True)
+    rec["freq_after"] = freq_eval("after")
+    rec["cpu_total_s"] = time.process_time() - t_cpu0
+    wb = np.mean([v["wmax_err_K"] for v in rec["freq_before"].values()])
+    wa = np.mean([v["wmax_err_K"] for v in rec["freq_after"].values()])
+    fb = np.mean([v["freq_mae_K"] for v in rec["freq_before"].values()])
+    fa = np.mean([v["freq_mae_K"] for v in rec["freq_after"].values()])
+    rec["summary"] = {"hnf_before": hnf0, "hnf_after": rec["curve"][-1]["hnf"], "wmax_before_K": wb, "wmax_after_K": wa,
+                      "freq_mae_before_K": fb, "freq_mae_after_K": fa, "train_cpu_s": rec["curve"][-1]["cpu_s"]}
+    print("SUMMARY", args.label, json.dumps(rec["summary"]), json.dumps(rec["freq_after"]), flush=True)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
