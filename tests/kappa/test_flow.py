@@ -261,10 +261,12 @@ def test_nacl_sevennet_reduced(ksrme_dir, tmp_path, pinned):
     kt = out.kappa_TOT_W_per_mK[0]
     # Across OpenBLAS kernels (benchmarks/cross_kernel.py, 2026-12-06, AMD EPYC; unset=SkylakeX / Haswell / Prescott)
     # the relaxed cell agrees to 6.7e-9 relative, the fc2 to 5e-6, the fc3 to 2.6e-5 and the frequencies to 2.4e-6,
-    # but κ moves by 2.2 % (18.62 / 19.04 / 18.77 W/m/K) and κ_C by 3 %: on this 4^3 mesh with 16-atom fc3
-    # supercells, κ amplifies the float32 round-off of SevenNet-0's forces (0.03 Å displacements) about 1000x;
-    # with an 8^3 mesh the spread is still 0.64 %. So the well-conditioned quantities are pinned tightly, κ at 3x
-    # its measured spread (against the Haswell value of the pre-refactor code, 19.0415).
+    # but κ moves by 2.2 % (18.62 / 19.04 / 18.77 W/m/K) and κ_C by 3 %. The amplifier is the tetrahedron method (k_SRME's,
+    # phono3py's default) on this coarse 4^3 mesh, not the forces: the same fc2 + fc3 with only the phono3py step under
+    # the three kernels (frequencies equal to 1e-7 THz) give κ 18.62 / 18.29 / 18.11 and single linewidths 14 % apart,
+    # while swapping fc3 between kernels moves κ 2e-5 and 0.1 THz Gaussian smearing makes κ equal to 1e-13
+    # (docs/kappa.md). So the well-conditioned quantities, and κ with smearing below, are pinned tightly, the
+    # tetrahedron κ at 3x its measured spread (against the Haswell value of the pre-refactor code, 19.0415).
     a_A = np.linalg.norm(np.asarray(out.relax.structure.cell)[0])
     assert pinned("relaxed cell a (A)", a_A) == pytest.approx(5.6876733, rel=1e-6)
     assert pinned("max frequency (THz)", np.max(out.frequencies_THz)) == pytest.approx(5.832963, rel=1e-4)
@@ -273,6 +275,18 @@ def test_nacl_sevennet_reduced(ksrme_dir, tmp_path, pinned):
     pinned("kappa_P_ave_W_per_mK", out.kappa_P_ave_W_per_mK)
     assert pinned("kappa_ave_W_per_mK", out.kappa_ave_W_per_mK) == pytest.approx(19.041462287713184, rel=0.066)
     assert pinned("kappa_C_ave_W_per_mK", out.kappa_C_ave_W_per_mK) == pytest.approx(0.03247725391263856, rel=0.09)
+    # the stored fc2 + fc3 (compact) through phono3py again: tetrahedron κ = the pipeline's (same inputs, same kernel),
+    # and with 0.1 THz Gaussian smearing, not hypersensitive: each kernel's own chain gives 25.0181 / 25.0159 / 25.0133
+    # (κ_C 0.0349152 / 0.0349181 / 0.0349172), 1.9e-4 relative; tolerance 1e-3
+    from pftflow.kappa import fc3_displacements, run_conductivity
+
+    ph3 = fc3_displacements(out.relax.structure, m.fc2_supercell, m.fc3_supercell, m.primitive_matrix, distance_A=None)
+    ph3.fc2, ph3.fc3 = out.fc2_eV_per_A2, out.fc3_eV_per_A3
+    assert run_conductivity(ph3, [4, 4, 4]).kappa_TOT_ave_W_per_mK[0] == pytest.approx(out.kappa_ave_W_per_mK, rel=1e-9)
+    ks = run_conductivity(ph3, [4, 4, 4], sigma_THz=0.1)
+    assert pinned("kappa sigma=0.1 THz", float(ks.kappa_TOT_ave_W_per_mK[0])) == pytest.approx(25.0157, rel=1e-3)
+    assert pinned("kappa_C sigma=0.1 THz", float(ks.kappa_C_W_per_mK[0, :3].mean())) == pytest.approx(0.034917, rel=1e-3)
+    np.testing.assert_allclose(ks.mode_sum_W_per_mK(), ks.kappa_TOT_W_per_mK, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(out.kappa_mode_sum_W_per_mK, out.kappa_TOT_W_per_mK, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(kt[:3], kt[0], rtol=1e-6)
     np.testing.assert_allclose(kt[3:], 0, atol=1e-6 * kt[0])
