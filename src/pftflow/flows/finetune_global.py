@@ -63,6 +63,9 @@ def build_global(spec, store) -> tuple[Flow, dict]:
         "cotrain": (_data_sources(train_m, phonon=False, displacements=True) if tr.data.cotrain_displacements else [])
         + [{"type": "extxyz", **x.model_dump()} for x in tr.data.cotrain_extxyz],
     }
+    if tr.data.fold_max_atoms is not None:  # only when set, so the content keys of unfolded runs stay as they were
+        for split in ("train", "valid"):
+            sources[split] = [dict(s, fold_max_atoms=tr.data.fold_max_atoms) if s["type"] == "phonon_reference" else s for s in sources[split]]
     files = sorted({s[k] for split in sources.values() for s in split for k in ("path", "force_sets", "born") if s.get(k)})
     distill_out, distill_key = None, None
     if tr.data.distill:

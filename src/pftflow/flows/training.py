@@ -105,7 +105,9 @@ class TrainingRunDoc(Document):
     finetune_report: dict[str, Any] = Field(default_factory=dict, description="fine-tuning mode and trainable-parameter counts")
     history: list[dict[str, Any]] = Field(default_factory=list, description="per epoch: lr, mean train and valid loss parts")
     best_epoch: int = Field(description="epoch of the best validation loss (-1: no epoch run)")
-    best_valid_loss: float | None = Field(None, description="best validation loss (None: no epoch run)")
+    best_valid_loss: float | None = Field(None, description="best validation loss, or with selection hessian the best validation Hessian-column "
+                                          "error in eV/Å² (None: no epoch run)")
+    selection: str = Field("loss", description="validation quantity that picked best_epoch: loss | hessian_mae_eV_per_A2 (both per epoch in history)")
     valid_before: dict[str, float] | None = Field(None, description="validation loss parts of the base model before the first epoch "
                                                   "(loss; MAEs in eV/Å, eV/Å³, eV/Å²), the yardstick of best_valid_loss")
     wall_time_s: float = Field(description="training wall time (s), this run only")
@@ -120,17 +122,21 @@ class TrainingRunDoc(Document):
 def build_structures(sources: list[dict]):
     """Labelled structures from source entries ``{"type": phonon_reference|displacements|extxyz|rattled, "path": ...}``;
     reference entries may carry ``material_id``, ``reference_format``, ``force_sets`` and ``born`` (as a spec's
-    material entry), extxyz entries the keys of :func:`pftflow.training.data.read_extxyz`."""
+    material entry), phonon_reference entries ``fold_max_atoms`` (:func:`pftflow.training.data.from_phonon_reference`), extxyz entries the keys of :func:`pftflow.training.data.read_extxyz`."""
     out = []
     for src in sources or []:
         src = dict(src)
         kind, path = src.pop("type"), src.pop("path")
         mid = src.pop("material_id", None)
+        fold = src.pop("fold_max_atoms", None)
         if kind in ("phonon_reference", "displacements"):
             ref = path
             if any(src.get(k) for k in ("reference_format", "force_sets", "born")):
                 ref = read_reference(path, fmt=src.get("reference_format"), material_id=mid, force_sets=src.get("force_sets"), born=src.get("born"))
-            out += (D.from_phonon_reference if kind == "phonon_reference" else D.from_displacements)(ref, material_id=mid)
+            if kind == "phonon_reference":
+                out += D.from_phonon_reference(ref, material_id=mid, fold_max_atoms=fold)
+            else:
+                out += D.from_displacements(ref, material_id=mid)
         elif kind == "extxyz":
             out += D.read_extxyz(path, **src)
         elif kind == "rattled":
@@ -188,6 +194,8 @@ def continuable_run(run_dir: str, export_name: str, data_hash: str, base_model: 
     def core(c: dict) -> dict:
         return {k: v for k, v in c.items() if k not in RUN_LENGTH_KEYS}
 
+    if config.get("scheduler") == "cosine":  # the decay is spread over all epochs: a shorter run is not this run's beginning
+        return None
     best: tuple[int, Path] | None = None
     root = Path(run_dir).expanduser().resolve()
     for d in sorted(root.glob(f"{export_name}-*")) if root.is_dir() else []:
@@ -267,6 +275,7 @@ def train_job(
         best_epoch=result.best_epoch,
         best_valid_loss=best_loss,
         valid_before=result.valid_before,
+        selection=result.selection,
         wall_time_s=result.wall_time_s,
         resumed_from_epoch=result.resumed_from_epoch,
         continued_from=continued_from,

@@ -149,6 +149,11 @@ class GlobalTrainingData(StrictModel):
     cotrain_extxyz: list[ExtxyzSource] = Field(default_factory=list, description="upstream co-training sets (paths or {path, energy_key, ...}); "
                                                "when given, no self-distillation", examples=[["data/upstream.extxyz"]])
     self_distillation: SelfDistillation = Field(default_factory=SelfDistillation, description="co-training by self-distillation when no extxyz is given")
+    fold_max_atoms: int | None = Field(
+        None, ge=1, description="fold the train and validation materials' DFT force constants onto a smaller supercell whose matrix divides "
+        "theirs, with at most this many atoms where one exists (exact at the q-points commensurate with it; training/fold.py); "
+        "null = train on the full supercells", examples=[130],
+    )
 
     @field_validator("cotrain_extxyz", mode="before", json_schema_input_type=list[Union[str, ExtxyzSource]])
     @classmethod

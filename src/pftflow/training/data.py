@@ -32,6 +32,7 @@ from pftflow.identity import material_id_from_path
 from pftflow.materials.readers import read_reference
 from pftflow.materials.structures import phonopy_to_atoms
 from pftflow.serialization import Array, Document, Structure, atoms_to_dict
+from pftflow.training.fold import fold_force_constants, reduced_matrix
 
 
 class LabelledStructure(Document):
@@ -165,13 +166,24 @@ def material_id_of(ref: Any, default: str = "") -> str:
 _material_id = material_id_of
 
 
-def from_phonon_reference(ref: Any, material_id: str | None = None) -> list[LabelledStructure]:
-    """The reference supercell with Hessian target (eV/Å²), zero force and stress targets."""
+def from_phonon_reference(ref: Any, material_id: str | None = None, fold_max_atoms: int | None = None) -> list[LabelledStructure]:
+    """The reference supercell with Hessian target (eV/Å²), zero force and stress targets.
+
+    ``fold_max_atoms``: fold the force constants (:mod:`pftflow.training.fold`, exact at the q-points
+    commensurate with the smaller cell) onto a supercell whose matrix divides the reference's, dividing rows
+    until it has at most this many atoms or no row divides further (the cell is then the smallest reached)."""
     ref = as_reference(ref)
     ph = load_phonopy(ref)
+    n_big = len(ph.supercell)
+    if fold_max_atoms is not None and n_big > fold_max_atoms:
+        m = reduced_matrix(ph.supercell_matrix, ph.unitcell.cell, len(ph.unitcell), fold_max_atoms)
+        if m is not None:
+            ph = fold_force_constants(ph, m)
     atoms = phonopy_to_atoms(ph.supercell)
     n = len(atoms)
     energy = getattr(ref, "energy_eV", None)
+    if energy is not None and n != n_big:  # the energy of the reference supercell, per the folded cell's atoms
+        energy = float(energy) * n / n_big
     return [
         LabelledStructure(
             atoms=atoms,

@@ -50,10 +50,13 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(1e-3, ge=0, description="AdamW weight decay (>= 0; acts on ΔW only in mode delta)", examples=[1e-3])
     grad_clip: float = Field(100.0, gt=0, description="gradient-norm clipping threshold (> 0)", examples=[100.0])
     ema_decay: float = Field(0.999, ge=0, lt=1, description="exponential moving average decay of the weights (0 <= decay < 1)", examples=[0.999])
-    scheduler: Literal["constant", "plateau"] = Field("constant", description="learning-rate schedule: constant | plateau (ReduceLROnPlateau)")
+    scheduler: Literal["constant", "plateau", "cosine"] = Field(
+        "constant", description="learning-rate schedule: constant | plateau (ReduceLROnPlateau, per epoch) | cosine (linear warm-up over "
+        "warmup_steps, then cosine decay to min_lr at the last phonon step of the last epoch, per phonon step)")
+    warmup_steps: int | None = Field(None, ge=0, description="cosine: phonon steps of linear warm-up from lr/100 to lr (>= 0; null = 0)", examples=[25])
     plateau_factor: float = Field(0.5, gt=0, lt=1, description="plateau: lr factor on a plateau (0 < factor < 1)", examples=[0.5])
     plateau_patience: int = Field(3, ge=0, description="plateau: epochs without improvement before reducing lr (>= 0)", examples=[3])
-    min_lr: float = Field(1e-6, ge=0, description="plateau: lowest learning rate (>= 0)", examples=[1e-6])
+    min_lr: float = Field(1e-6, ge=0, description="plateau / cosine: lowest learning rate (>= 0)", examples=[1e-6])
     weights: LossWeights = Field(
         default_factory=lambda: _all_set(LossWeights()),
         description="loss weights {energy, forces, stress, hessian} (PFT: 20 / 20 / 5 / 100)",
@@ -75,6 +78,14 @@ class TrainConfig(BaseModel):
         "the best-EMA weights are kept either way", examples=[3]
     )
 
+    selection: Literal["loss", "hessian"] | None = Field(
+        None, description="what picks the best epoch (and early stopping): loss = the validation total loss | hessian = the validation "
+        "Hessian-column error (a phonon criterion: the near-field error when hessian_probe.normalisation is near_field); null = loss. "
+        "Both are recorded per epoch in the history",
+    )
+    valid_columns: int | None = Field(
+        None, ge=1, description="fixed Hessian columns per validation structure (>= 1; null = 1); more give a less noisy selection", examples=[8]
+    )
     hessian_probe: ProbeSpec | None = Field(
         None, description="Hessian probes and normalisation {kind: column | multi_column | rademacher, atoms_per_probe, "
         "min_separation_A, normalisation: mean | near_field | column_sum, near_field_A, reference_atoms} "
@@ -96,8 +107,9 @@ class TrainConfig(BaseModel):
         d["finetune"] = self.finetune.model_dump(exclude_unset=True)
         if d.get("early_stopping_patience") is None:  # unset: the dict (and every key made from it) as before the option existed
             d.pop("early_stopping_patience", None)
-        if d.get("hessian_probe") is None:  # idem: unset keeps the keys of runs made before probes existed
-            d.pop("hessian_probe", None)
+        for k in ("hessian_probe", "warmup_steps", "selection", "valid_columns"):
+            if d.get(k) is None:  # idem: unset keeps the keys of runs made before these options existed
+                d.pop(k, None)
         return d
 
 
@@ -111,9 +123,22 @@ class TrainResult:
     wall_time_s: float
     resumed_from_epoch: int | None = None
     valid_before: dict | None = None  # validation loss parts of the starting weights (before epoch 0)
+    selection: str = "loss"  # the validation quantity best_epoch / best_valid_loss refer to
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def cosine_warmup(warmup_steps: int, total_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """LR factor per step: linear 0.01 -> 1 over ``warmup_steps``, then cosine 1 -> ``min_ratio`` at ``total_steps``."""
+
+    def factor(t: int) -> float:
+        if t < warmup_steps:
+            return 0.01 + 0.99 * t / warmup_steps
+        p = min(1.0, (t - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+    return factor
 
 
 def _valid_line(val: dict) -> str:
@@ -195,15 +220,25 @@ def evaluate(
     batch_size: int = 1,
     column_seed: int = 1234,
     collator: _Collator | None = None,
+    columns: int = 1,
+    probe: ProbeSpec | None = None,
 ) -> dict[str, float]:
-    """Mean loss parts over ``structures`` with one fixed Hessian column per structure (no parameter update)."""
+    """Mean loss parts over ``structures`` with ``columns`` fixed Hessian columns per structure (no parameter
+    update).  With ``probe`` (its normalisation is used; the columns stay single columns) the Hessian part is
+    normalised as in training, e.g. the near-field error."""
     collator = collator or _Collator(model, structures)
     sums: dict[str, float] = {}
     count = 0
+    single = None if probe is None else probe.model_copy(update={"kind": "column"})
     for k, idx in enumerate(_batches(len(structures), batch_size, None)):
         graph, targets = collator(idx)
-        cols = sample_columns(graph, targets, 1, _step_generator(column_seed, 0, k, stream=1)) if targets.has_hessian() else None
-        _, parts = pft_loss(model, graph, targets, weights, columns=cols, create_graph=False)
+        gen = _step_generator(column_seed, 0, k, stream=1)
+        cols = probes = None
+        if targets.has_hessian() and single is not None:
+            probes = batch_probes(graph, targets, single, columns, np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))))
+        elif targets.has_hessian():
+            cols = sample_columns(graph, targets, columns, gen)
+        _, parts = pft_loss(model, graph, targets, weights, columns=cols, probes=probes, create_graph=False)
         for key, v in parts.items():
             sums[key] = sums.get(key, 0.0) + v * len(idx)
         count += len(idx)
@@ -249,6 +284,14 @@ def train(
         if cfg.scheduler == "plateau"
         else None
     )
+    n_steps = len(_batches(len(data.train), cfg.batch_size, None))
+    step_sched = (
+        torch.optim.lr_scheduler.LambdaLR(opt, cosine_warmup(cfg.warmup_steps or 0, cfg.epochs * n_steps, cfg.min_lr / cfg.lr))
+        if cfg.scheduler == "cosine"
+        else None
+    )
+    sel_key = "hessian_mae_eV_per_A2" if cfg.selection == "hessian" else "loss"
+    v_kw = {"columns": cfg.valid_columns or 1, "probe": cfg.hessian_probe if cfg.selection is not None else None}
     ema = ExponentialMovingAverage(params, decay=cfg.ema_decay)
     weights = LossWeights(**cfg.weights)
     phonon_weights = copy.copy(weights)
@@ -273,16 +316,17 @@ def train(
         ema.load_state_dict(state["ema"])
         if sched is not None and state.get("scheduler") is not None:
             sched.load_state_dict(state["scheduler"])
+        if step_sched is not None and state.get("step_scheduler") is not None:
+            step_sched.load_state_dict(state["step_scheduler"])
         history, best = state["history"], tuple(state["best"])
         start_epoch = resumed = state["epoch"] + 1
         valid_before = state.get("valid_before")
     elif cfg.epochs > 0:  # the yardstick of every epoch: the starting weights on the validation set (EMA = weights now)
-        valid_before = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c)
+        valid_before = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c, **v_kw)
         if cfg.progress:
             tqdm.write(f"before training: {_valid_line(valid_before)}")
 
     t0 = time.perf_counter()
-    n_steps = len(_batches(len(data.train), cfg.batch_size, None))
     for epoch in range(start_epoch, cfg.epochs):
         # early stopping: checked before each epoch, so a run resumed after the stop stops too
         if cfg.early_stopping_patience is not None and best[1] >= 0 and epoch - 1 - best[1] >= cfg.early_stopping_patience:
@@ -315,6 +359,8 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 ema.update()
+                if step_sched is not None and kind == "phonon":
+                    step_sched.step()
                 for key, v in parts.items():
                     sums[f"{kind}_{key}"] = sums.get(f"{kind}_{key}", 0.0) + v
                 if kind == "phonon":
@@ -323,9 +369,9 @@ def train(
                     callback(epoch, step, parts)
         train_means = {k: v / n_steps / (cfg.cotrain_ratio if k.startswith("cotrain") else 1) for k, v in sums.items()}
         with ema.average_parameters():
-            val = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c)
-            if val["loss"] < best[0]:
-                best = (val["loss"], epoch)
+            val = evaluate(model, valid_set, weights, batch_size=cfg.batch_size, collator=valid_c, **v_kw)
+            if val.get(sel_key, val["loss"]) < best[0]:
+                best = (val.get(sel_key, val["loss"]), epoch)
                 _atomic_save({"model": model.state_dict(), "epoch": epoch, "valid": val}, best_path)
         if sched is not None:
             sched.step(val["loss"])
@@ -337,6 +383,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "ema": ema.state_dict(),
                 "scheduler": None if sched is None else sched.state_dict(),
+                "step_scheduler": None if step_sched is None else step_sched.state_dict(),
                 "history": history,
                 "best": list(best),
                 "epoch": epoch,
@@ -358,5 +405,6 @@ def train(
         wall_time_s=time.perf_counter() - t0,
         resumed_from_epoch=resumed,
         valid_before=valid_before,
+        selection=sel_key,
     )
     return model, result
