@@ -453,3 +453,31 @@ def test_early_stopping_stops_and_stays_stopped_on_resume(tmp_path):
     assert again.resumed_from_epoch == 3 and again.history == res.history
     _, full = train(MACEEnergyModel(tiny_mace(atomic_numbers=(29,))), data, cfg.model_copy(update={"early_stopping_patience": None}), tmp_path / "all")
     assert len(full.history) == 6
+
+
+def test_global_fold_max_atoms_reaches_the_training_data_only_when_set(tmp_path):
+    """training.data.fold_max_atoms goes into the train / validation phonon-reference sources (so into the training
+    data's content key) and is absent when unset (the keys of unfolded runs stay as they were)."""
+    from pftflow.flows.finetune_global import build_global
+    from pftflow.flows.training import build_structures
+    from pftflow.run import open_store
+
+    def data_sources(raw):
+        spec = parse_spec(raw)
+        store = open_store(spec)
+        try:
+            flow, _ = build_global(spec, store)
+        finally:
+            store.close()
+        (job,) = [j for j in flow.jobs if j.name.startswith("training_data")]
+        return job.function_args[0], job.function_args[1], job.metadata
+
+    raw = global_spec(tmp_path)
+    train, valid, meta = data_sources(raw)
+    assert all("fold_max_atoms" not in s for s in train + valid)
+    raw["training"]["data"]["fold_max_atoms"] = 4
+    train_f, valid_f, meta_f = data_sources(raw)
+    assert {s["fold_max_atoms"] for s in train_f + valid_f if s["type"] == "phonon_reference"} == {4}
+    assert meta_f != meta  # another content key
+    (cu,) = build_structures([s for s in train_f if s["material_id"] == "Cu"])
+    assert len(cu.atoms) == 4 and cu.hessian_eV_per_A2.shape == (12, 12)  # 2x2x2 fcc (8 atoms) folded to 4

@@ -64,3 +64,15 @@ def test_reduced_matrix_divides_rows_by_their_gcd(cu_4x4x4):
     assert abs(round(np.linalg.det(m))) == 8
     ph = fold_force_constants(cu_4x4x4, m)
     np.testing.assert_allclose(ph.get_frequencies([0.5, 0.5, 0.5]), cu_4x4x4.get_frequencies([0.5, 0.5, 0.5]), atol=1e-6)
+
+
+def test_phonon_reference_folded_on_request(cu_4x4x4):
+    """``fold_max_atoms`` (spec: training.data.fold_max_atoms) gives the folded cell and its Hessian; a cell that
+    already fits stays as it is."""
+    from pftflow.training.data import fc_to_hessian
+
+    ls = from_phonon_reference(cu_4x4x4, material_id="cu", fold_max_atoms=8)[0]
+    assert len(ls.atoms) == 8
+    np.testing.assert_allclose(ls.hessian_eV_per_A2, fc_to_hessian(fold_force_constants(cu_4x4x4, np.diag([2, 2, 2])).force_constants), atol=0)
+    assert len(from_phonon_reference(cu_4x4x4, material_id="cu", fold_max_atoms=64)[0].atoms) == 64
+    assert len(from_phonon_reference(cu_4x4x4, material_id="cu", fold_max_atoms=20)[0].atoms) == 16  # 4x4x4 -> 4x2x2 (16 atoms)

@@ -10,7 +10,7 @@ from ase.build import bulk
 from pftflow.training.data import LabelledStructure, TrainingData, read_extxyz, write_extxyz
 from pftflow.training.loss import LossWeights, pft_loss, sample_columns
 from pftflow.calculators.energy_models import MACEEnergyModel
-from pftflow.training.trainer import _Collator, train
+from pftflow.training.trainer import _Collator, cosine_warmup, train
 
 from pft_testutils import tiny_mace
 
@@ -73,10 +73,13 @@ def test_pft_loss_falls(make_mace, tmp_path, mode):
     assert "phonon_energy_mae_eV_per_atom" not in res.history[0]["train"]  # w_E = 0 on phonon batches
 
 
-def test_kill_and_resume_reproduces_uninterrupted(make_mace, tmp_path):
+@pytest.mark.parametrize("scheduler", ["plateau", "cosine"])
+def test_kill_and_resume_reproduces_uninterrupted(make_mace, tmp_path, scheduler):
     phonon, cot = _tiny_set()
     data = TrainingData(phonon, [], cot)
-    cfg = dict(epochs=3, lr=2e-3, dtype="float64", progress=False, cotrain_ratio=1, scheduler="plateau", seed=7)
+    cfg = dict(epochs=3, lr=2e-3, dtype="float64", progress=False, cotrain_ratio=1, scheduler=scheduler, seed=7)
+    if scheduler == "cosine":  # the per-step schedule's state is in the checkpoint too
+        cfg.update(warmup_steps=1, min_lr=1e-5)
 
     ref_model, ref_res = train(MACEEnergyModel(make_mace()), data, cfg, tmp_path / "a")
 
@@ -128,3 +131,26 @@ def test_extxyz_round_trip(tmp_path):
         assert a.energy_eV == pytest.approx(b.energy_eV)
         assert np.allclose(a.forces_eV_per_A, b.forces_eV_per_A)
         assert np.allclose(a.stress_eV_per_A3, b.stress_eV_per_A3)
+
+
+def test_cosine_warmup_factor():
+    f = cosine_warmup(10, 110, 0.02)
+    assert f(0) == pytest.approx(0.01) and f(5) == pytest.approx(0.505)  # linear warm-up from lr/100
+    assert f(10) == pytest.approx(1.0) and f(60) == pytest.approx(0.51)  # half-way down: (1 + 0.02) / 2
+    assert f(110) == pytest.approx(0.02) and f(500) == pytest.approx(0.02)
+
+
+def test_cosine_lr_per_phonon_step_and_selection_on_hessian(make_mace, tmp_path):
+    """lr of each epoch follows cosine_warmup per phonon step (2 per epoch here); selection: hessian picks the epoch
+    of the lowest validation Hessian error (8 fixed columns), recorded next to the total loss in the history."""
+    phonon, _ = _tiny_set()
+    cfg = dict(epochs=4, lr=4e-3, dtype="float64", progress=False, cotrain_ratio=0, scheduler="cosine", warmup_steps=2,
+               min_lr=4e-5, selection="hessian", valid_columns=8, ema_decay=0.5, seed=3,
+               hessian_probe={"kind": "column", "normalisation": "near_field", "near_field_A": 3.0})
+    _, res = train(MACEEnergyModel(make_mace()), TrainingData(phonon, phonon, []), cfg, tmp_path / "c")
+    f = cosine_warmup(2, 8, 4e-5 / 4e-3)
+    assert [h["lr"] for h in res.history] == pytest.approx([4e-3 * f(2 * (e + 1)) for e in range(4)])
+    hs = [h["valid"]["hessian_mae_eV_per_A2"] for h in res.history]
+    assert res.selection == "hessian_mae_eV_per_A2"
+    assert res.best_epoch == int(np.argmin(hs)) and res.best_valid_loss == min(hs)
+    assert all("loss" in h["valid"] for h in res.history)
