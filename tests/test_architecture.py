@@ -19,13 +19,6 @@ DOC = ROOT / "docs" / "architecture.md"
 LOCAL_REASON = "# local:"
 #: calls that import the module their first argument names (the registry's deferred kinds)
 DEFERRED_CALLS = {"DeferredKind", "import_module"}
-#: files other branches edit at the time of the refactor (issue 19): their function-local imports are hoisted
-#: when those branches are merged; until then they are exempt from the ``# local:`` rule (not from the cycle
-#: and layer checks)
-PENDING_LOCAL = {
-    "phonons/harmonic.py", "phonons/metrics.py", "results.py", "report.py", "calculators/backends.py",
-    "calculators/batching.py", "spec/plan.py", "status.py",
-}
 
 
 # ------------------------------------------------------------------------------------ the graph
@@ -193,7 +186,7 @@ def test_function_local_imports_say_why(edges):
     for a, b, line, local in edges:
         path = files[a]
         rel = path.relative_to(SRC).as_posix()
-        if not local or rel in PENDING_LOCAL:
+        if not local:
             continue
         text = text_of(path, lines)
         if LOCAL_REASON not in text[line - 1]:

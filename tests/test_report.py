@@ -168,7 +168,7 @@ def test_before_after_and_error_vs_n(tmp_path, monkeypatch):
         seen.update({(p["series"], p["n"]): p["omega_max_abs_error_K"] for p in points})
         return plot_error_vs_n(points, path, metrics, **kw)
 
-    monkeypatch.setattr("pftflow.phonons.plotting.plot_error_vs_n", spy)
+    monkeypatch.setattr("pftflow.report.plot_error_vs_n", spy)
     _error_vs_n(rows, tmp_path, [])
     monkeypatch.undo()
     assert seen == {("full", 0): pytest.approx(75.0), ("full", 12): pytest.approx(50.0)}

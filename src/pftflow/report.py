@@ -27,7 +27,10 @@ from typing import Any
 
 from pftflow.flows.benchmark import phonons_band_plots
 from pftflow.flows.campaigns import KINDS
-from pftflow.results import column_info, load_results, open_campaigns, results_frame, results_rows
+from pftflow.kappa.metrics import mean_metrics
+from pftflow.phonons.metrics import summarize
+from pftflow.phonons.plotting import plot_error_vs_n, plot_kappa_parity, plot_parity_panels
+from pftflow.results import COLUMNS, column_info, load_results, open_campaigns, results_frame, results_rows
 
 #: display formats of table cells (column -> format); other numbers: 4 significant digits
 FORMATS = {
@@ -163,8 +166,6 @@ def _slug(text: str) -> str:
 
 # ------------------------------------------------------------------------------------ sections
 def _summaries(records: list[dict], models: list[str]) -> list[dict]:
-    from pftflow.phonons.metrics import summarize
-
     out = []
     for m in models:
         mine = [r for r in records if r["model"] == m]
@@ -210,8 +211,6 @@ def _finetune_blocks(spec, records: list[dict], res: dict) -> list:
 
 
 def _phonon_sections(spec, records: list[dict], res: dict, store, out_dir: Path, sub: str, notes: list[str]) -> list[Section]:
-    from pftflow.phonons.plotting import plot_parity_panels
-
     models = list(dict.fromkeys([*spec.model_names, *(r["model"] for r in records)]))
     secs = [Section("MDR metrics per model", [
         _table(_summaries(records, models), SUMMARY_TABLE,
@@ -247,9 +246,6 @@ def _phonon_sections(spec, records: list[dict], res: dict, store, out_dir: Path,
 
 
 def _kappa_sections(spec, records: list[dict], out_dir: Path, sub: str, notes: list[str]) -> list[Section]:
-    from pftflow.kappa.metrics import mean_metrics
-    from pftflow.phonons.plotting import plot_kappa_parity
-
     models = list(dict.fromkeys([*spec.model_names, *(r["model"] for r in records)]))
     summ = []
     for m in models:
@@ -287,8 +283,6 @@ def _dataset_sections(spec, records: list[dict]) -> list[Section]:
 
 def _error_vs_n(records: list[dict], out_dir: Path, notes: list[str]) -> Section | None:
     """Error vs number of training structures over the finetune rows of the report (None without any)."""
-    from pftflow.phonons.plotting import plot_error_vs_n
-
     rows = [r for r in records if str(r.get("kind", "")).startswith("finetune") and r.get("status") == "ok" and r.get("n_train_structures") is not None
             and not (isinstance(r["n_train_structures"], float) and math.isnan(r["n_train_structures"]))]
     if not rows:
@@ -521,8 +515,6 @@ def render_html(title: str, meta: str, sections: list[Section], notes: list[str]
 
 def columns_markdown() -> str:
     """The column reference of :func:`pftflow.results.load` as a Markdown table (docs/report.md)."""
-    from pftflow.results import COLUMNS
-
     lines = ["| column | unit | description |", "|---|---|---|"]
     lines += [f"| `{c}` | {column_info(c)[0]} | {column_info(c)[1].replace('|', chr(92) + '|')} |" for c in COLUMNS]
     return "\n".join(lines)

@@ -10,12 +10,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 
+from pftflow.flows.benchmark import pair_status
 from pftflow.flows.campaigns import KINDS
+from pftflow.flows.reuse import FAILURE_STAGE, campaign_query
+from pftflow.identity import REFERENCE_MODEL
 from pftflow.provenance import blas_kernels
+from pftflow.run import open_store
+from pftflow.spec import SpecError, load_spec
+from pftflow.store import STORE_FILE, make_job_store
 
 #: columns of the harmonic results table (JSON gives every field; see docs/metrics.md)
 TABLE_COLUMNS = [
@@ -48,8 +57,6 @@ SUMMARY_COLUMNS = [
 
 def load_results(spec, store=None) -> dict:
     """Rows (one per material × model) and the summary per model, from the campaign's store."""
-    from pftflow.run import open_store
-
     own = store is None
     store = store or open_store(spec)
     try:
@@ -78,8 +85,6 @@ def attach_provenance(spec, rows: list[dict], store) -> list[dict]:
     (``PhononAnalysisDoc.environment``, where the kernel-dependent numbers were computed), else from the
     campaign's last run record (``ParametersDoc.environment``; ``provenance_source`` says which). Documents
     written before pftflow recorded an environment leave those fields None."""
-    from pftflow.flows.reuse import campaign_query
-
     docs = store.docs_store
 
     def env_of(d: dict) -> dict:
@@ -192,9 +197,6 @@ def format_results(res: dict, fmt: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ pandas
-import re  # noqa: E402 - the pandas API is appended to this module
-from dataclasses import dataclass  # noqa: E402
-from typing import Any, Iterable  # noqa: E402
 
 #: columns of :func:`load` (``name -> (unit, description)``); units in the names as in
 #: docs/metrics.md.  Unit ``-``: a label or flag; ``1``: a dimensionless number.  Thermal fields at
@@ -316,8 +318,6 @@ class StoredCampaign:
 
 def _stored_campaigns(store, store_dir: Path) -> list[StoredCampaign]:
     """Every campaign in ``store`` (its jobs' ``metadata.campaign`` / ``metadata.kind``)."""
-    from pftflow.identity import REFERENCE_MODEL
-
     out = []
     for name in sorted(c for c in store.docs_store.distinct("metadata.campaign") if c):
         kinds = [k for k in store.docs_store.distinct("metadata.kind", {"metadata.campaign": name}) if k in KINDS]
@@ -360,10 +360,6 @@ def open_campaigns(spec_or_store, campaign: str | None = None):
     ``spec_or_store``: a loaded spec (:func:`pftflow.spec.load_spec`), the path of a spec (YAML /
     JSON), or a store directory (holding ``store.sqlite``; every campaign in it, or only ``campaign``).
     The caller closes the store.  :class:`~pftflow.spec.SpecError` for a path that is neither."""
-    from pftflow.run import open_store
-    from pftflow.spec import SpecError, load_spec
-    from pftflow.store import STORE_FILE, make_job_store
-
     if isinstance(spec_or_store, (str, Path)):
         p = Path(spec_or_store).expanduser()
         if p.is_file() and p.name == STORE_FILE:
@@ -412,8 +408,6 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
     """The rows of :func:`load` for one campaign: the reader's rows (``res`` from
     :func:`load_results`) with identity, status and reason filled in, failed / missing pairs
     added for kinds whose reader leaves them out (``store`` needed for their reasons)."""
-    from pftflow.flows.benchmark import pair_status
-
     kind, campaign = res.get("kind", spec.kind), res.get("campaign", spec.name)
     variant = _variant(spec)
     train = res.get("train") or {}
@@ -445,8 +439,6 @@ def results_rows(spec, res: dict, store=None) -> list[dict]:
         row.update({k: v for k, v in r.items() if k not in row})
         rows.append(row)
     if kind == "dataset" and store is not None:  # a set whose job failed: a row per material × set, its latest failure
-        from pftflow.flows.reuse import FAILURE_STAGE
-
         done = {(r["material_id"], r.get("variant")) for r in rows}
         latest: dict[tuple, dict] = {}
         fails = store.docs_store.query({"metadata.campaign": campaign, "metadata.stage": FAILURE_STAGE}, properties=["output", "metadata", "completed_at"])

@@ -30,6 +30,9 @@ from typing import Any
 from pftflow.flows.campaigns import KINDS
 from pftflow.flows.reuse import stored_failures, stored_jobs
 from pftflow.identity import REFERENCE_MODEL, STAGES
+from pftflow.results import render_table
+from pftflow.run.local import RUN_STAGE, open_store
+from pftflow.run.lock import current_holder
 
 STATUSES = ("done", "reused", "running", "failed", "missing")
 
@@ -63,9 +66,6 @@ def campaign_status(spec, store=None) -> dict[str, Any]:
     "stages": {stage: {"jobs", "wall_time_s", <status>: n}}, "last_run": run record or None,
     "running": the live holder of the campaign lock or None}``.
     """
-    from pftflow.run.local import RUN_STAGE, open_store
-    from pftflow.run.lock import current_holder
-
     own = store is None
     store = store or open_store(spec)
     try:
@@ -165,8 +165,6 @@ def _when(t: float | None) -> str:
 
 def format_status(st: dict) -> str:
     """The status as tables: one row per job, the totals, wall time per stage, the last run."""
-    from pftflow.results import render_table
-
     def cut(s, n=90):
         return "-" if not s else (s if len(s) <= n else s[: n - 1] + "…")
 

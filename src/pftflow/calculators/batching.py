@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from pftflow.calculators.base import ForceResults
+from pftflow.calculators.base import ForceCalculator, ForceResults
 
 
 def _chunks_by_atoms(structures: Sequence[Atoms], batch_size: int, max_atoms: int | None) -> list[list[int]]:
@@ -74,8 +74,6 @@ def sevennet_compute_batched(
     ase_calc = calculator.ase_calculator()
     model = ase_calc.model
     if isinstance(model, torch.jit.ScriptModule):  # deployed model: no batch mode
-        from pftflow.calculators.base import ForceCalculator
-
         return ForceCalculator.compute(calculator, structures, stress=stress, progress=progress, desc=desc)
 
     device = ase_calc.device

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from pftflow.phonons.harmonic import PhononResult, run_mesh
+
 #: temperature (K) at which the MDR thermal metrics are reported
 MDR_TEMPERATURE_K = 300.0
 
@@ -61,8 +63,6 @@ def thermal_field_names(temperature_K: float = MDR_TEMPERATURE_K) -> dict[str, d
 
 
 def _as_result(x):
-    from pftflow.phonons.harmonic import PhononResult
-
     if isinstance(x, PhononResult):
         return x
     if isinstance(x, Mapping):
@@ -141,8 +141,6 @@ def full_mesh_frequency_errors(reference_phonon, model_phonon, mesh) -> dict[str
     """:func:`mesh_frequency_errors` on every q-point of ``mesh`` (numbers), without symmetry reduction,
     from two Phonopy objects with force constants.  For a model whose relaxed cell has another symmetry
     than the reference (its irreducible q-points differ): the same average over the whole BZ mesh."""
-    from pftflow.phonons.harmonic import run_mesh
-
     return mesh_frequency_errors(run_mesh(reference_phonon, mesh, symmetry=False), run_mesh(model_phonon, mesh, symmetry=False))
 
 
