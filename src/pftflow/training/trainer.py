@@ -141,6 +141,16 @@ def cosine_warmup(warmup_steps: int, total_steps: int, min_ratio: float) -> Call
     return factor
 
 
+def _hessian_probes(graph, targets, spec: ProbeSpec | None, k: int, gen: torch.Generator):
+    """(columns, probes) for :func:`pft_loss`: ``k`` probes of ``spec`` per structure (rng seeded from ``gen``), or
+    ``k`` random columns without a spec; (None, None) when the batch has no Hessian target."""
+    if not targets.has_hessian():
+        return None, None
+    if spec is None:
+        return sample_columns(graph, targets, k, gen), None
+    return None, batch_probes(graph, targets, spec, k, np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))))
+
+
 def _valid_line(val: dict) -> str:
     """``valid loss L part=v ...``: one validation result as a progress line."""
     return f"valid loss {val['loss']:.5g} " + " ".join(f"{k}={v:.4g}" for k, v in val.items() if k != "loss")
@@ -232,12 +242,7 @@ def evaluate(
     single = None if probe is None else probe.model_copy(update={"kind": "column"})
     for k, idx in enumerate(_batches(len(structures), batch_size, None)):
         graph, targets = collator(idx)
-        gen = _step_generator(column_seed, 0, k, stream=1)
-        cols = probes = None
-        if targets.has_hessian() and single is not None:
-            probes = batch_probes(graph, targets, single, columns, np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))))
-        elif targets.has_hessian():
-            cols = sample_columns(graph, targets, columns, gen)
+        cols, probes = _hessian_probes(graph, targets, single, columns, _step_generator(column_seed, 0, k, stream=1))
         _, parts = pft_loss(model, graph, targets, weights, columns=cols, probes=probes, create_graph=False)
         for key, v in parts.items():
             sums[key] = sums.get(key, 0.0) + v * len(idx)
@@ -345,13 +350,7 @@ def train(
                 co_ptr += 1
             for kind, bidx in plan:
                 graph, targets = (train_c if kind == "phonon" else co_c)(bidx)
-                gen = _step_generator(cfg.seed, epoch, step)
-                cols = probes = None
-                if targets.has_hessian() and cfg.hessian_probe is not None:
-                    prng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
-                    probes = batch_probes(graph, targets, cfg.hessian_probe, cfg.columns_per_structure, prng)
-                elif targets.has_hessian():
-                    cols = sample_columns(graph, targets, cfg.columns_per_structure, gen)
+                cols, probes = _hessian_probes(graph, targets, cfg.hessian_probe, cfg.columns_per_structure, _step_generator(cfg.seed, epoch, step))
                 w = phonon_weights if kind == "phonon" else weights
                 opt.zero_grad(set_to_none=True)
                 loss, parts = pft_loss(model, graph, targets, w, columns=cols, probes=probes)
