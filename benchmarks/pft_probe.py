@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def split_roles(workflow: Path) -> dict[str, list[str]]:
     from pftflow.identity import material_id_from_path
-    from pftflow.spec.finetune_campaigns import MaterialSplit
+    from pftflow.spec.finetune_global import MaterialSplit
 
     raw = yaml.safe_load(workflow.read_text())
     folder = (ROOT / raw["materials"]).resolve()
@@ -162,6 +162,11 @@ def main(argv=None):
     ap.add_argument("--norm", default="mean", choices=["mean", "near_field", "column_sum"])
     ap.add_argument("--cotrain", default="none", choices=["none", "distill", "dft"])
     ap.add_argument("--cotrain-ratio", type=int, default=2)
+    ap.add_argument("--cotrain-max-atoms", type=int, default=300, help="dft co-training: displaced supercells up to this size")
+    ap.add_argument("--cotrain-per-material", type=int, default=2, help="dft co-training: displaced supercells per train material")
+    ap.add_argument("--w-forces", type=float, default=20.0, help="force weight (both phonon and co-training steps)")
+    ap.add_argument("--valid-forces", type=int, default=3,
+                    help="forgetting proxy: DFT force MAE on this many displaced supercells of each validation material (0: off)")
     ap.add_argument("--max-atoms", type=int, default=130)
     ap.add_argument("--no-fold", action="store_true")
     ap.add_argument("--n-valid-freq", type=int, default=3)
@@ -221,10 +226,10 @@ def main(argv=None):
         for p in roles["train"]:
             ref = read_reference(str(p))
             ph = ref.to_phonopy()
-            if len(ph.supercell) > 300:
+            if len(ph.supercell) > args.cotrain_max_atoms:
                 continue
             ds = from_displacements(ref, material_id=p.name)
-            cot += [ds[int(i)] for i in rng.choice(len(ds), min(2, len(ds)), replace=False)]
+            cot += [ds[int(i)] for i in rng.choice(len(ds), min(args.cotrain_per_material, len(ds)), replace=False)]
     print(f"co-training: {args.cotrain}, {len(cot)} structures", flush=True)
 
     rec = {"label": args.label, "args": vars(args), "curve": []}
@@ -239,7 +244,7 @@ def main(argv=None):
             print(mid, json.dumps(vol[mid]), flush=True)
         rec["volume"] = vol
 
-    weights = LossWeights()
+    weights = LossWeights(forces=args.w_forces)
     ph_w = LossWeights(energy=0.0, forces=weights.forces, stress=weights.stress, hessian=weights.hessian) if cot else weights
     spec = None if (args.probe == "column" and args.norm == "mean") else ProbeSpec(kind=args.probe, atoms_per_probe=args.k, normalisation=args.norm)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -252,6 +257,24 @@ def main(argv=None):
         g = graphs[key]
         return g, _targets_for([ls], g.positions_A.dtype, g.positions_A.device)
 
+    vforce = []  # (material, DFT displaced supercell) of the validation materials: the forgetting proxy
+    if args.valid_forces:
+        from pftflow.materials.readers import read_reference
+
+        frng = np.random.default_rng(7)
+        for p in roles["valid"]:
+            ds = from_displacements(read_reference(str(p)), material_id=p.name)
+            vforce += [ds[int(i)] for i in frng.choice(len(ds), min(args.valid_forces, len(ds)), replace=False)]
+
+    def force_eval():
+        """DFT force MAE (eV/Å) on the validation displaced supercells: what the forgetting check measures on test."""
+        if not vforce:
+            return None
+        pred = model_forces(model, [ls.atoms for ls in vforce])
+        return float(np.mean([np.abs(f - ls.forces_eV_per_A).mean() for f, ls in zip(pred, vforce)]))
+
+    rec["valid_force_mae_before"] = force_eval()
+    print(f"validation DFT force MAE on {len(vforce)} displaced supercells: {rec['valid_force_mae_before']}", flush=True)
     rec["freq_before"] = freq_eval("before")
     hnf0 = near_field_eval(model, valid, vcols)
     rec["curve"].append({"step": 0, "cpu_s": 0.0, "hnf": hnf0})
@@ -284,13 +307,15 @@ def main(argv=None):
             rec["curve"].append({"step": step, "cpu_s": cpu, "hnf": hnf})
             print(f"step {step} cpu {cpu:.0f} s hnf {hnf:.5f} (train loss {parts['loss']:.4g})", flush=True)
     rec["freq_after"] = freq_eval("after")
+    rec["valid_force_mae_after"] = force_eval()
     rec["cpu_total_s"] = time.process_time() - t_cpu0
     wb = np.mean([v["wmax_err_K"] for v in rec["freq_before"].values()])
     wa = np.mean([v["wmax_err_K"] for v in rec["freq_after"].values()])
     fb = np.mean([v["freq_mae_K"] for v in rec["freq_before"].values()])
     fa = np.mean([v["freq_mae_K"] for v in rec["freq_after"].values()])
     rec["summary"] = {"hnf_before": hnf0, "hnf_after": rec["curve"][-1]["hnf"], "wmax_before_K": wb, "wmax_after_K": wa,
-                      "freq_mae_before_K": fb, "freq_mae_after_K": fa, "train_cpu_s": rec["curve"][-1]["cpu_s"]}
+                      "freq_mae_before_K": fb, "freq_mae_after_K": fa, "train_cpu_s": rec["curve"][-1]["cpu_s"],
+                      "valid_force_mae_before": rec["valid_force_mae_before"], "valid_force_mae_after": rec["valid_force_mae_after"]}
     print("SUMMARY", args.label, json.dumps(rec["summary"]), json.dumps(rec["freq_after"]), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
