@@ -126,6 +126,27 @@ def test_status_names_the_running_job_and_the_job_a_killed_run_died_in(tmp_path,
     assert st["totals"]["failed"] == 1 and st["running"] is None
     assert "the last run's process died while running Cu / slow / forces" in format_status(st)
 
+    # the same death with the OOM killer's count of this cgroup grown since the run started: "killed for memory"
+    import pftflow.status as status_mod
+    from pftflow.run import open_store
+    from pftflow.run.local import write_run_record
+
+    spec = load_spec(path)
+    record = dict(st["last_run"], oom_kills_at_start=3)  # what a run records (provenance.oom_kill_count)
+    store = open_store(spec)
+    try:
+        write_run_record(store, spec, record["run_id"], record)
+    finally:
+        store.close()
+    monkeypatch.setattr(status_mod, "oom_kill_count", lambda: 4)
+    st_oom = campaign_status(spec)
+    f = _by(st_oom)[("Cu", "slow", "forces")]
+    assert f["reason"].startswith("killed for memory: the kernel's OOM killer ended the process of the run")
+    assert "(OOM kills in this cgroup: 3 when the run started, 4 now)" in f["reason"] and "batch_atoms of a chgnet model" in f["hint"]
+    assert "was killed for memory (the kernel's OOM killer) while running Cu / slow / forces" in format_status(st_oom)
+    monkeypatch.setattr(status_mod, "oom_kill_count", lambda: 3)  # no new OOM kill: a plain abort again
+    assert _by(campaign_status(spec))[("Cu", "slow", "forces")]["reason"].startswith("aborted: ")
+
     go.touch()  # the rerun gets past the model: the aborted job is done
     assert run_campaign(load_spec(path), progress=False, plots=False).failed_jobs == 0
     st = campaign_status(load_spec(path))

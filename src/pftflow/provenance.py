@@ -105,3 +105,30 @@ def blas_kernels(env: dict | None) -> str | None:
     libs = (env or {}).get("blas") or []
     parts = [" ".join(str(x) for x in (b.get("library"), b.get("version"), b.get("kernel")) if x) for b in libs]
     return "; ".join(dict.fromkeys(p for p in parts if p)) or None
+
+
+def oom_kill_count() -> int | None:
+    """How many processes the kernel's OOM killer has ended in this process's memory cgroup so far (field
+    ``oom_kill`` of cgroup v2 ``memory.events`` or of cgroup v1 ``memory.oom_control``), or None where it cannot be
+    read (not Linux, no memory cgroup).  A run records it when it starts; ``pftflow status`` compares it with the
+    count now to tell a run killed for memory from one ended by another signal."""
+    try:
+        lines = open("/proc/self/cgroup").read().splitlines()
+    except OSError:
+        return None
+    candidates = []
+    for ln in lines:
+        _, controllers, rel = (ln.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # cgroup v2 (unified)
+            candidates.append(os.path.join("/sys/fs/cgroup", rel.lstrip("/"), "memory.events"))
+        elif "memory" in controllers.split(","):  # cgroup v1 memory controller
+            candidates.append(os.path.join("/sys/fs/cgroup/memory", rel.lstrip("/"), "memory.oom_control"))
+    for path in candidates:
+        try:
+            for row in open(path):
+                key, _, value = row.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            continue
+    return None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import platform
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,7 +32,8 @@ from pftflow.flows.campaigns import KINDS
 from pftflow.flows.reuse import stored_failures, stored_jobs
 from pftflow.identity import REFERENCE_MODEL, STAGES
 from pftflow.results import render_table
-from pftflow.run.local import RUN_STAGE, open_store
+from pftflow.provenance import oom_kill_count
+from pftflow.run.local import MEMORY_HINT, RUN_STAGE, open_store
 from pftflow.run.lock import current_holder
 
 STATUSES = ("done", "reused", "running", "failed", "missing")
@@ -94,6 +96,9 @@ def campaign_status(spec, store=None) -> dict[str, Any]:
         holder = current_holder(spec.store_dir) if embedded else None
         # jobs the last run was running: now (its process holds the lock) or when its process died
         live = holder is not None and last_run is not None and holder.pid == last_run.get("pid") and holder.host == last_run.get("host")
+        # killed for memory: the OOM killer's count in this cgroup grew since the run started (same host only)
+        oom_now = oom_kill_count() if last_run and last_run.get("host") == platform.node() else None
+        oom_killed = oom_now is not None and isinstance(last_run.get("oom_kills_at_start"), int) and oom_now > last_run["oom_kills_at_start"]
         in_flight = {c["key"]: c for c in (last_run or {}).get("current_jobs") or [] if c.get("key")} if last_run and last_run.get("finished_at") is None else {}
 
         rows: list[JobStatus] = []
@@ -123,9 +128,15 @@ def campaign_status(spec, store=None) -> dict[str, Any]:
                 row.status, row.reason = "running", f"running since {_when(in_flight[key].get('started_at'))}"
             elif key in in_flight and holder is None and embedded:
                 row.status = "failed"
-                row.reason = (f"aborted: the process of the run (pid {last_run.get('pid')} on {last_run.get('host')}) died while this job ran "
-                              f"(started {_when(in_flight[key].get('started_at'))}); killed by a signal or out of memory, so no traceback")
-                row.hint = "run the campaign again (finished jobs are reused); if memory ran out, free memory or use a larger machine"
+                began = f"(started {_when(in_flight[key].get('started_at'))})"
+                who = f"the process of the run (pid {last_run.get('pid')} on {last_run.get('host')})"
+                if oom_killed:
+                    row.reason = (f"killed for memory: the kernel's OOM killer ended {who} while this job ran {began} "
+                                  f"(OOM kills in this cgroup: {last_run.get('oom_kills_at_start')} when the run started, {oom_now} now)")
+                    row.hint = MEMORY_HINT + "; then run the campaign again (finished jobs are reused)"
+                else:
+                    row.reason = f"aborted: {who} died while this job ran {began}; killed by a signal or out of memory, so no traceback"
+                    row.hint = "run the campaign again (finished jobs are reused); if memory ran out: " + MEMORY_HINT
                 blocked[job.uuid] = f"{row.stage} of {row.material_id} / {row.model} was aborted"
             else:
                 why = next((blocked[p] for p in parents if p in blocked), None)
@@ -191,5 +202,9 @@ def format_status(st: dict) -> str:
         out.append(f"running now: pid {h['pid']} on {h['host']} since {_when(h['started_at'])}")
     elif lr and lr.get("finished_at") is None and lr.get("current_jobs"):
         jobs = ", ".join(f"{c.get('material_id')} / {c.get('model')} / {c.get('stage')}" for c in lr["current_jobs"])
-        out.append(f"the last run's process died while running {jobs}: a signal or out of memory (no traceback); `pftflow run` again resumes")
+        if any((j.get("reason") or "").startswith("killed for memory") for j in st["jobs"]):
+            out.append(f"the last run's process was killed for memory (the kernel's OOM killer) while running {jobs}: lower the chunk size "
+                       "(see the fix above), then `pftflow run` again resumes")
+        else:
+            out.append(f"the last run's process died while running {jobs}: a signal or out of memory (no traceback); `pftflow run` again resumes")
     return "\n".join(out)

@@ -204,7 +204,7 @@ CASES = [
      "neither a file nor a checkpoint name"),
     ("nequix_batch_size_zero", phonons_compute, put("models", [{"backend": "nequix", "batch_size": 0}]), "models[0]", "'batch_size' must be >= 1"),
     ("unknown_backend", phonons_compute, put("models", 0, "backend", "sevenet"), "models[0].backend", "did you mean 'sevennet'?"),
-    ("backend_option_typo", phonons_compute, put("models", [{"backend": "chgnet", "batchsize": 8}]), "models[0].batchsize", "did you mean 'batch_size'?"),
+    ("backend_option_typo", phonons_compute, put("models", [{"backend": "chgnet", "batchatoms": 8}]), "models[0].batchatoms", "did you mean 'batch_atoms'?"),
     ("duplicate_model_names", phonons_compute, put("models", [dict(EMT), dict(EMT)]), "models[1].name", "duplicate model name 'EMT'"),
     ("compute_without_calculator", phonons_compute, drop("reference", "calculator"), "reference.calculator", "needs a reference calculator"),
     ("structure_in_import_mode", phonons_compute, drop("reference"), "materials[0]", "reference.mode is 'import'"),

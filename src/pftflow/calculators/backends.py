@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from pftflow.calculators.base import ForceCalculator, ForceResults, file_sha256
+from pftflow.calculators.batching import CHGNET_BATCH_ATOMS, chgnet_compute_batched
 from pftflow.calculators.model_files import prepare_sevenn_import, resolve_mace_model  # noqa: F401  (public here too)
 
 
@@ -112,16 +113,21 @@ class SevenNetCalculator(ForceCalculator):
 class CHGNetCalculator(ForceCalculator):
     """CHGNet with the weights shipped inside the ``chgnet`` package.
 
-    Batches structures through ``CHGNet.predict_structure`` (one graph batch per ``batch_size``).
+    Evaluates structures in graph batches of at most ``batch_atoms`` atoms (at least one structure per batch), so
+    the structures per batch follow from the cell size; None takes :data:`~pftflow.calculators.batching.CHGNET_BATCH_ATOMS`.
+    Forces and stresses are first derivatives only (:func:`~pftflow.calculators.batching.chgnet_efs`): peak memory
+    ~0.3 MB per atom of a batch above the loaded model.  Lower ``batch_atoms`` when a job is killed for memory.
     """
 
     backend = "chgnet"
 
-    def __init__(self, model: str = "0.3.0", device: str | None = None, batch_size: int = 16):
+    def __init__(self, model: str = "0.3.0", device: str | None = None, batch_atoms: int | None = None):
         super().__init__(name=f"chgnet:{model}")
+        if batch_atoms is not None and int(batch_atoms) < 1:
+            raise ValueError(f"chgnet calculator: field 'batch_atoms' must be >= 1 atom, got {batch_atoms}")
         self.model_version = model
         self.device = device or default_device()
-        self.batch_size = batch_size
+        self.batch_atoms = CHGNET_BATCH_ATOMS if batch_atoms is None else int(batch_atoms)
         self._model = None
 
     def _load(self):
@@ -149,32 +155,7 @@ class CHGNetCalculator(ForceCalculator):
         return _Calc(model=self._load(), use_device=self.device)
 
     def compute(self, structures: Sequence[Atoms], *, stress=True, progress=False, desc=None) -> ForceResults:
-        from pymatgen.io.ase import AseAtomsAdaptor
-        from tqdm.auto import tqdm
-
-        model = self._load()
-        energies, forces, stresses = [], [], []
-        chunks = [structures[i : i + self.batch_size] for i in range(0, len(structures), self.batch_size)]
-        for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=None if progress else True, leave=False):
-            preds = model.predict_structure(
-                [AseAtomsAdaptor.get_structure(a) for a in chunk], task="efs", batch_size=len(chunk)
-            )
-            if isinstance(preds, dict):
-                preds = [preds]
-            for a, p in zip(chunk, preds):
-                n = len(a)
-                energies.append(float(p["e"]) * n)  # CHGNet predicts eV/atom
-                forces.append(np.asarray(p["f"], dtype=float))
-                # CHGNet predicts stress in GPa with ASE's sign convention (checked against its
-                # own ASE calculator, which multiplies by 1/160.2)
-                s = np.asarray(p["s"], dtype=float) / 160.21766208
-                stresses.append(np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]]))
-        return ForceResults(
-            energies_eV=np.array(energies),
-            forces_eV_per_A=forces,
-            stresses_eV_per_A3=np.array(stresses) if stress else None,
-            provenance=self.provenance(),
-        )
+        return chgnet_compute_batched(self, structures, stress=stress, progress=progress, desc=desc, batch_atoms=self.batch_atoms)
 
     def provenance(self) -> dict[str, Any]:
         import chgnet

@@ -33,6 +33,7 @@ from pathlib import Path
 from pftflow.documents import FailureDoc
 from pftflow.flows.campaigns import KINDS
 from pftflow.flows.reuse import record_failure
+from pftflow.provenance import oom_kill_count
 from pftflow.run.lock import CampaignLock
 from pftflow.store import make_job_store
 
@@ -122,6 +123,14 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+#: the fix for a job that ran out of memory (a MemoryError, or its process killed by the OOM killer)
+MEMORY_HINT = ("lower the model's chunk size: batch_atoms of a chgnet model (atoms per graph batch, default 2048), batch_size of "
+               "a nequix model; sevennet / mace / ase evaluate one structure at a time, so use a smaller supercell or more memory. "
+               "`pftflow validate <spec>` prints the estimated peak")
+
+_OOM_TEXT = ("out of memory", "cannot allocate memory", "can't allocate memory", "resource_exhausted", "failed to allocate")
+
+
 def hint_for(exc: BaseException) -> str | None:
     """How to fix a job failure, when it is known: the exception's own ``hint`` attribute (pftflow
     errors carry one), else a rule for common classes of failure."""
@@ -133,8 +142,8 @@ def hint_for(exc: BaseException) -> str | None:
         return f"install the package that provides '{exc.name}' (pip install ...) or fix the model's import_path"
     if isinstance(exc, FileNotFoundError):
         return f"check the path {exc.filename!r} in the spec" if exc.filename else "check the file paths in the spec"
-    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-        return "lower the model's batch size, or run this material on a machine with more (GPU) memory"
+    if isinstance(exc, MemoryError) or any(t in text.lower() for t in _OOM_TEXT):
+        return MEMORY_HINT
     if "Could not resolve reference" in text:
         return "an input of this job is missing from the store: rerun the campaign (`pftflow run`) to recompute it"
     return None
@@ -310,6 +319,7 @@ def _run(spec, *, progress: bool, plots: bool) -> RunSummary:
     log_path = Path(spec.store_dir) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     t0 = time.perf_counter()
     record = {"run_id": run_id, "pid": os.getpid(), "host": platform.node(), "started_at": time.time(), "finished_at": None,
+              "oom_kills_at_start": oom_kill_count(),
               "jobs_planned": n_jobs, "jobs_reused": len(reused.get("jobs", [])), "jobs_run": None, "failed": None}
     write_run_record(store, spec, run_id, record)
     jf_logger = logging.getLogger("jobflow")
