@@ -71,6 +71,10 @@ def _print_plan(spec, path: str) -> None:
         print(f"    {who}: {' → '.join(u['stages'])} ({n} jobs)")
     if len(units) > len(shown):
         print(f"    … {len(units) - len(shown)} more")
+    from pftflow.run.memory import estimate_memory  # local: the CLI parses its arguments before importing the pipeline (torch, phonopy)
+
+    for line in estimate_memory(spec).lines():
+        print(f"  {line}")
     n_jobs = p["n_jobs"] if p["n_jobs"] == p.get("n_jobs_min", p["n_jobs"]) else f"{p.get('n_jobs_min')}–{p['n_jobs']} (κ: fc3 jobs only for materials that pass the fc2 check)"
     print(f"  jobs: {n_jobs}")
     store = Path(spec.store_dir) / "store.sqlite"

@@ -42,6 +42,9 @@ class SevenNetCalculator(ForceCalculator):
     """SevenNet with the checkpoints shipped inside the ``sevenn`` package (e.g. ``7net-0``)."""
 
     backend = "sevennet"
+    # measured 2026-12-06 (benchmarks/memory_profile.py): SevenNet-0 loaded 0.28 GiB; one 360-atom cell 0.98 GiB
+    memory_model_GiB = 0.28
+    memory_per_atom_GiB = 2.7e-3
 
     def __init__(self, model: str = "7net-0", device: str | None = None, modal: str | None = None):
         super().__init__(name=f"sevennet:{model}")
@@ -120,6 +123,10 @@ class CHGNetCalculator(ForceCalculator):
     """
 
     backend = "chgnet"
+    # measured 2026-12-06 (benchmarks/memory_profile.py, 360-atom cells, first derivatives): loaded 0.05 GiB,
+    # 0.19 / 0.66 / 2.38 GiB for batches of 1 / 4 / 16 cells: 0.044 GiB + 0.41 MB per atom of a batch
+    memory_model_GiB = 0.10
+    memory_per_atom_GiB = 4.1e-4
 
     def __init__(self, model: str = "0.3.0", device: str | None = None, batch_atoms: int | None = None):
         super().__init__(name=f"chgnet:{model}")
@@ -153,6 +160,10 @@ class CHGNetCalculator(ForceCalculator):
         from chgnet.model.dynamics import CHGNetCalculator as _Calc
 
         return _Calc(model=self._load(), use_device=self.device)
+
+    def atoms_at_once(self, n_atoms: int, n_structures: int) -> int:
+        """Atoms of one graph batch: as many cells as fit in ``batch_atoms`` (one at least)."""
+        return int(n_atoms) * min(max(1, int(n_structures)), max(1, self.batch_atoms // max(1, int(n_atoms))))
 
     def compute(self, structures: Sequence[Atoms], *, stress=True, progress=False, desc=None) -> ForceResults:
         return chgnet_compute_batched(self, structures, stress=stress, progress=progress, desc=desc, batch_atoms=self.batch_atoms)
@@ -247,6 +258,10 @@ def import_object(import_path: str):
     return obj
 
 
+#: the GPAW reference factory of the quickstart
+GPAW_FACTORY = "pftflow.calculators.gpaw_reference:make_gpaw_calculator"
+
+
 class ASECalculator(ForceCalculator):
     """Any ASE calculator given by import path and keyword arguments.
 
@@ -261,6 +276,11 @@ class ASECalculator(ForceCalculator):
         super().__init__(name=name or import_path.replace(":", "."))
         self.import_path = import_path
         self.kwargs = dict(kwargs or {})
+        if import_path in (GPAW_FACTORY, "ase.calculators.emt:EMT"):
+            # GPAW (the quickstart's defaults, 16-atom cells): 0.3 GiB, from the quickstart's measured peak (benchmarks/
+            # README.md, "Peak memory"); its growth with cell size is not measured.  EMT: negligible.  Others: unknown.
+            self.memory_model_GiB = 0.30 if import_path == GPAW_FACTORY else 0.0
+            self.memory_per_atom_GiB = 0.0
 
     def ase_calculator(self):
         factory = import_object(self.import_path)

@@ -59,6 +59,11 @@ class ForceCalculator(ABC):
 
     #: short backend name, e.g. ``"sevennet"``
     backend: str = "base"
+    #: peak-memory coefficients (GiB) for ``pftflow validate``'s estimate (pftflow.run.memory), measured per backend
+    #: (benchmarks/README.md, "Peak memory"): the loaded model above the process, and one evaluation per atom
+    #: held at once (:meth:`atoms_at_once`).  None: not measured for this backend, left out of the estimate.
+    memory_model_GiB: float | None = None
+    memory_per_atom_GiB: float | None = None
 
     def __init__(self, name: str):
         self.name = name
@@ -86,6 +91,11 @@ class ForceCalculator(ABC):
             f"{self.name} ({self.backend} backend) has no analytic Hessian: set the model's field "
             "'force_constants' to 'displacements' (Hessian rows exist for sevennet, mace and nequix)"
         )
+
+    def atoms_at_once(self, n_atoms: int, n_structures: int) -> int:
+        """Atoms one :meth:`compute` of ``n_structures`` cells of ``n_atoms`` holds at once: one structure here
+        (the default loop evaluates them one by one)."""
+        return int(n_atoms)
 
     # -- batch interface ----------------------------------------------------------------------
     def compute(

@@ -110,6 +110,10 @@ class NequixForceCalculator(ForceCalculator):
     """
 
     backend = "nequix"
+    # measured 2026-12-06 (benchmarks/memory_profile.py, JAX CPU): nequix-mp-1 loaded 0.27 GiB; one 1176-atom cell
+    # (mp-19941, padded to 1280 nodes / 49152 edges) 7.8 GiB above it, of which XLA's temporary buffers 7.2 GiB
+    memory_model_GiB = 0.27
+    memory_per_atom_GiB = 6.6e-3
 
     def __init__(
         self,
@@ -133,6 +137,10 @@ class NequixForceCalculator(ForceCalculator):
         self.n_hessian_compiles = 0
         #: wall seconds spent in calls that compiled (first call of a shape), for benchmarks
         self.compile_wall_s: list[float] = []
+
+    def atoms_at_once(self, n_atoms: int, n_structures: int) -> int:
+        """Atoms of one compiled call: ``batch_size`` cells (padding not counted)."""
+        return int(n_atoms) * min(max(1, int(n_structures)), self.batch_size)
 
     # ------------------------------------------------------------------------------ loading
     def model_path(self) -> Path:
