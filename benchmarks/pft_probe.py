@@ -13,7 +13,7 @@ Every reference is folded (training/fold.py) by dividing its supercell matrix (f
 i.e. how much of the error comes from the model's volume.
 
   OMP_NUM_THREADS=1 PYTHONPATH=src python3 benchmarks/pft_probe.py --steps 30 --lr 3e-4 --probe column --norm mean
-Options: --cotrain none|distill|dft, --probe column|multi_column|rademacher, --k atoms per probe, --norm
+Options: --l2sp (weight-space anchor to the base model), --w-forces, --cotrain none|distill|dft, --probe column|multi_column|rademacher, --k atoms per probe, --norm
 mean|near_field|column_sum.  No EMA (the raw weights are scored), AdamW wd 1e-3, clip 100, weights 20/20/5/100.
 Results are appended as one JSON line to --out.
 """
@@ -164,6 +164,7 @@ def main(argv=None):
     ap.add_argument("--cotrain-ratio", type=int, default=2)
     ap.add_argument("--cotrain-max-atoms", type=int, default=300, help="dft co-training: displaced supercells up to this size")
     ap.add_argument("--cotrain-per-material", type=int, default=2, help="dft co-training: displaced supercells per train material")
+    ap.add_argument("--l2sp", type=float, default=0.0, help="L2-SP: + l2sp * sum (theta - theta_base)^2 on every step (0: off)")
     ap.add_argument("--w-forces", type=float, default=20.0, help="force weight (both phonon and co-training steps)")
     ap.add_argument("--valid-forces", type=int, default=3,
                     help="forgetting proxy: DFT force MAE on this many displaced supercells of each validation material (0: off)")
@@ -248,6 +249,7 @@ def main(argv=None):
     ph_w = LossWeights(energy=0.0, forces=weights.forces, stress=weights.stress, hessian=weights.hessian) if cot else weights
     spec = None if (args.probe == "column" and args.norm == "mean") else ProbeSpec(kind=args.probe, atoms_per_probe=args.k, normalisation=args.norm)
     params = [p for p in model.parameters() if p.requires_grad]
+    theta0 = [p.detach().clone() for p in params] if args.l2sp else None
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-3)
     graphs = {}
 
@@ -298,6 +300,8 @@ def main(argv=None):
         for gg, tt, ww, cc, pp in plan:
             opt.zero_grad(set_to_none=True)
             loss, parts = pft_loss(model, gg, tt, ww, columns=cc, probes=pp)
+            if theta0 is not None:  # L2-SP: stay near the base weights
+                loss = loss + args.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, theta0))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 100.0)
             opt.step()
