@@ -277,6 +277,8 @@ CASES = [
     ("kappa_conductivity_typo", kappa, put("kappa", "settings", "conductivity", "wigne"), "kappa.settings.conductivity", "did you mean 'wigner'?"),
     # --- finetune
     ("lr_fast", finetune, put("training", "config", "lr", "fast"), "training.config.lr", "got 'fast'"),
+    ("cosine_min_lr_above_lr", finetune, put("training", "config", {"epochs": 2, "lr": 1.0e-4, "scheduler": "cosine", "min_lr": 1.0e-3}),
+     "training.config", "min_lr (0.001) is above lr (0.0001): the cosine schedule would raise the learning rate"),
     ("epochs_negative", finetune, put("training", "config", "epochs", -1), "training.config.epochs", "greater than or equal to 0"),
     ("finetune_mode_typo", finetune, put("training", "config", "finetune", {"mode": "lorra"}), "training.config.finetune.mode", "did you mean 'lora'?"),
     ("untrainable_base_model", finetune, put("training", "base_model", {"backend": "chgnet"}), "training.base_model.backend", "cannot be fine-tuned"),

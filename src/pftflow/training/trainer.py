@@ -23,7 +23,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pftflow.training.adapters import FinetuneSpec, setup_finetuning, trainable_parameters
 from pftflow.training.data import LabelledStructure, TrainingData
@@ -92,6 +92,14 @@ class TrainConfig(BaseModel):
         "(training/probes.py); null = one random column per structure, MAE over entries (the PFT paper)",
         examples=[{"kind": "multi_column", "atoms_per_probe": 4, "normalisation": "near_field", "near_field_A": 6.0}],
     )
+
+    @model_validator(mode="after")
+    def _decay_goes_down(self):
+        """plateau / cosine lower the lr towards min_lr: a min_lr above lr would raise it instead."""
+        if self.scheduler in ("plateau", "cosine") and self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr:g}) is above lr ({self.lr:g}): the {self.scheduler} schedule would raise the "
+                             f"learning rate; set min_lr below lr, e.g. min_lr: {self.lr / 50:g}")
+        return self
 
     @field_validator("device")
     @classmethod
