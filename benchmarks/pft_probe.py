@@ -268,6 +268,14 @@ def main(argv=None):
             ds = from_displacements(read_reference(str(p)), material_id=p.name)
             vforce += [ds[int(i)] for i in frng.choice(len(ds), min(args.valid_forces, len(ds)), replace=False)]
 
+    veq = []  # the undisplaced supercells of the validation materials (DFT-relaxed: DFT forces ~ 0)
+    if args.valid_forces:
+        from ase import Atoms
+
+        for p in roles["valid"]:
+            sc = read_reference(str(p)).to_phonopy(produce_fc=False).supercell
+            veq.append(Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True))
+
     def force_eval():
         """DFT force MAE (eV/Å) on the validation displaced supercells: what the forgetting check measures on test."""
         if not vforce:
@@ -275,7 +283,13 @@ def main(argv=None):
         pred = model_forces(model, [ls.atoms for ls in vforce])
         return float(np.mean([np.abs(f - ls.forces_eV_per_A).mean() for f, ls in zip(pred, vforce)]))
 
+    def f0_eval():
+        """Mean |F| (eV/Å) of the model at the DFT equilibrium supercells of the validation materials: the part of
+        the displaced-cell force error that does not come from the displacement."""
+        return float(np.mean([np.abs(f).mean() for f in model_forces(model, veq)])) if veq else None
+
     rec["valid_force_mae_before"] = force_eval()
+    rec["valid_f0_before"] = f0_eval()
     print(f"validation DFT force MAE on {len(vforce)} displaced supercells: {rec['valid_force_mae_before']}", flush=True)
     rec["freq_before"] = freq_eval("before")
     hnf0 = near_field_eval(model, valid, vcols)
@@ -312,6 +326,7 @@ def main(argv=None):
             print(f"step {step} cpu {cpu:.0f} s hnf {hnf:.5f} (train loss {parts['loss']:.4g})", flush=True)
     rec["freq_after"] = freq_eval("after")
     rec["valid_force_mae_after"] = force_eval()
+    rec["valid_f0_after"] = f0_eval()
     rec["cpu_total_s"] = time.process_time() - t_cpu0
     wb = np.mean([v["wmax_err_K"] for v in rec["freq_before"].values()])
     wa = np.mean([v["wmax_err_K"] for v in rec["freq_after"].values()])
@@ -319,7 +334,8 @@ def main(argv=None):
     fa = np.mean([v["freq_mae_K"] for v in rec["freq_after"].values()])
     rec["summary"] = {"hnf_before": hnf0, "hnf_after": rec["curve"][-1]["hnf"], "wmax_before_K": wb, "wmax_after_K": wa,
                       "freq_mae_before_K": fb, "freq_mae_after_K": fa, "train_cpu_s": rec["curve"][-1]["cpu_s"],
-                      "valid_force_mae_before": rec["valid_force_mae_before"], "valid_force_mae_after": rec["valid_force_mae_after"]}
+                      "valid_force_mae_before": rec["valid_force_mae_before"], "valid_force_mae_after": rec["valid_force_mae_after"],
+                      "valid_f0_before": rec["valid_f0_before"], "valid_f0_after": rec["valid_f0_after"]}
     print("SUMMARY", args.label, json.dumps(rec["summary"]), json.dumps(rec["freq_after"]), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
