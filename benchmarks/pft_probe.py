@@ -165,6 +165,9 @@ def main(argv=None):
     ap.add_argument("--cotrain-max-atoms", type=int, default=300, help="dft co-training: displaced supercells up to this size")
     ap.add_argument("--cotrain-per-material", type=int, default=2, help="dft co-training: displaced supercells per train material")
     ap.add_argument("--l2sp", type=float, default=0.0, help="L2-SP: + l2sp * sum (theta - theta_base)^2 on every step (0: off)")
+    ap.add_argument("--anchor-wd", type=float, default=0.0,
+                    help="decoupled weight decay toward the base weights, theta -= lr*wd*(theta - theta_base) after each step, "
+                    "instead of AdamW's decay toward 0: what finetune mode delta with this weight_decay does (0: off)")
     ap.add_argument("--w-forces", type=float, default=20.0, help="force weight (both phonon and co-training steps)")
     ap.add_argument("--valid-forces", type=int, default=3,
                     help="forgetting proxy: DFT force MAE on this many displaced supercells of each validation material (0: off)")
@@ -249,8 +252,8 @@ def main(argv=None):
     ph_w = LossWeights(energy=0.0, forces=weights.forces, stress=weights.stress, hessian=weights.hessian) if cot else weights
     spec = None if (args.probe == "column" and args.norm == "mean") else ProbeSpec(kind=args.probe, atoms_per_probe=args.k, normalisation=args.norm)
     params = [p for p in model.parameters() if p.requires_grad]
-    theta0 = [p.detach().clone() for p in params] if args.l2sp else None
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-3)
+    theta0 = [p.detach().clone() for p in params] if (args.l2sp or args.anchor_wd) else None
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if args.anchor_wd else 1e-3)
     graphs = {}
 
     def batch(ls, key):
@@ -314,11 +317,15 @@ def main(argv=None):
         for gg, tt, ww, cc, pp in plan:
             opt.zero_grad(set_to_none=True)
             loss, parts = pft_loss(model, gg, tt, ww, columns=cc, probes=pp)
-            if theta0 is not None:  # L2-SP: stay near the base weights
+            if args.l2sp:  # L2-SP: stay near the base weights
                 loss = loss + args.l2sp * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, theta0))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 100.0)
             opt.step()
+            if args.anchor_wd:
+                with torch.no_grad():
+                    for p, p0 in zip(params, theta0):
+                        p.sub_(args.lr * args.anchor_wd * (p - p0))
         if step % args.eval_every == 0 or step == args.steps:
             hnf = near_field_eval(model, valid, vcols)
             cpu = time.process_time() - t_train0
