@@ -119,7 +119,7 @@ class CHGNetCalculator(ForceCalculator):
     Evaluates structures in graph batches of at most ``batch_atoms`` atoms (at least one structure per batch), so
     the structures per batch follow from the cell size; None takes :data:`~pftflow.calculators.batching.CHGNET_BATCH_ATOMS`.
     Forces and stresses are first derivatives only (:func:`~pftflow.calculators.batching.chgnet_efs`): peak memory
-    ~0.3 MB per atom of a batch above the loaded model.  Lower ``batch_atoms`` when a job is killed for memory.
+    ~0.41 MB per atom of a batch above the loaded model.  Lower ``batch_atoms`` when a job is killed for memory.
     """
 
     backend = "chgnet"
@@ -260,6 +260,10 @@ def import_object(import_path: str):
 
 #: the GPAW reference factory of the quickstart
 GPAW_FACTORY = "pftflow.calculators.gpaw_reference:make_gpaw_calculator"
+#: peak-memory coefficients (model GiB, GiB per atom) of the ASE calculators that have them.  GPAW (the quickstart's
+#: defaults, 16-atom cells): 0.3 GiB, from the quickstart's measured peak (benchmarks/README.md, "Peak memory"); its
+#: growth with cell size is not measured.  EMT: negligible.  Any other import path: unknown (left out of the estimate).
+ASE_MEMORY_GiB = {GPAW_FACTORY: (0.30, 0.0), "ase.calculators.emt:EMT": (0.0, 0.0)}
 
 
 class ASECalculator(ForceCalculator):
@@ -276,11 +280,7 @@ class ASECalculator(ForceCalculator):
         super().__init__(name=name or import_path.replace(":", "."))
         self.import_path = import_path
         self.kwargs = dict(kwargs or {})
-        if import_path in (GPAW_FACTORY, "ase.calculators.emt:EMT"):
-            # GPAW (the quickstart's defaults, 16-atom cells): 0.3 GiB, from the quickstart's measured peak (benchmarks/
-            # README.md, "Peak memory"); its growth with cell size is not measured.  EMT: negligible.  Others: unknown.
-            self.memory_model_GiB = 0.30 if import_path == GPAW_FACTORY else 0.0
-            self.memory_per_atom_GiB = 0.0
+        self.memory_model_GiB, self.memory_per_atom_GiB = ASE_MEMORY_GiB.get(import_path, (None, None))
 
     def ase_calculator(self):
         factory = import_object(self.import_path)

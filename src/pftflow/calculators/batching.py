@@ -2,7 +2,7 @@
 
 Chunks hold at most ``batch_atoms`` atoms in all (at least one structure), so the number of structures per batch
 follows from the cell size: 16 unit cells of 8 atoms go in one batch, 360-atom supercells 5 at a time.  Memory
-grows with the atoms of one batch (CHGNet: 0.3 MB per atom, benchmarks/README.md "Peak memory"), not with the
+grows with the atoms of one batch (CHGNet: 0.41 MB per atom, benchmarks/README.md "Peak memory"), not with the
 size of the displacement set.
 
 SevenNet's ASE calculator evaluates one structure per call.  For a displacement set (hundreds of
