@@ -13,7 +13,9 @@ Modes:
   * ``chgnet-first``: :func:`pftflow.calculators.batching.chgnet_efs` (first derivatives only), batches of B;
   * ``chgnet-graphs``: only CHGNet's graph construction of B structures (no model call);
   * ``sevennet``: SevenNet-0, one structure per call (pftflow's default loop);
-  * ``nequix``: nequix-mp-1 (JAX, CPU), ``batch_size`` B (``--material mp-19941 --n 3``: 1176-atom cells).
+  * ``nequix``: nequix-mp-1 (JAX, CPU), ``batch_size`` B, edge-chunked convolutions (the default,
+    :mod:`pftflow.calculators.nequix_edges`); ``nequix-unchunked``: the same with ``edge_chunk: 0``
+    (``--material mp-19941 --n 1``: one 1176-atom cell).
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ def one(mode: str, batch: int, material: str = "mp-35216", n_max: int | None = N
         calc.ase_calculator()
         out["rss_model_GiB"] = rss_GiB()
         calc.compute(cells)
-    elif mode == "nequix":
+    elif mode in ("nequix", "nequix-unchunked"):
         from pftflow.calculators.nequix import NequixForceCalculator
 
-        calc = NequixForceCalculator(str(ROOT.parent / "shared/models/nequix/nequix-mp-1.nqx"), batch_size=batch)
+        calc = NequixForceCalculator(str(ROOT.parent / "shared/models/nequix/nequix-mp-1.nqx"), batch_size=batch,
+                                     edge_chunk=0 if mode == "nequix-unchunked" else None)
         calc.ase_calculator()
         out["rss_model_GiB"] = rss_GiB()
         calc.compute(cells)

@@ -134,3 +134,23 @@ def test_missing_elements_named(nequix_calc):
     og = Atoms("Og", cell=[5, 5, 5], pbc=True)
     with pytest.raises(ValueError, match=r"no weights for atomic numbers \[118\]"):
         nequix_calc.compute([og])
+
+
+def test_edge_chunked_convolutions_equal_the_model(nequix_calc):
+    """calculators/nequix_edges.py only reorders the sum over edges: E/F/σ and Hessian rows of a chunked model
+    (100 edges per chunk: 8 chunks of the 768 padded edges, the last one padded further) equal the unchunked
+    model's to float32 rounding."""
+    si = _structures()[0]
+    chunked = get_calculator({"backend": "nequix", "model": nequix_calc.model, "edge_chunk": 100})
+    graph, _ = chunked._graph([si])
+    assert graph.senders.shape[0] == 768  # several chunks, a padded last one
+    assert chunked._jax_model(graph) is not nequix_calc._jax_model(graph)  # 16 atoms: the default does not chunk
+    a, b = nequix_calc.compute([si]), chunked.compute([si])
+    assert abs(a.energies_eV[0] - b.energies_eV[0]) <= 1e-4
+    np.testing.assert_allclose(b.forces_eV_per_A[0], a.forces_eV_per_A[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(b.stresses_eV_per_A3[0], a.stresses_eV_per_A3[0], rtol=0, atol=1e-6)
+    assert np.abs(a.forces_eV_per_A[0]).max() > 0.05
+    np.testing.assert_allclose(chunked.hessian_rows(si, [3]), nequix_calc.hessian_rows(si, [3]), rtol=0, atol=1e-4)
+    assert chunked.provenance()["edge_chunk"] == 100
+    with pytest.raises(ValueError, match="'edge_chunk' must be >= 1 edge"):
+        get_calculator({"backend": "nequix", "edge_chunk": -1})

@@ -106,7 +106,10 @@ class NequixForceCalculator(ForceCalculator):
     ``model``: ``.nqx`` path or model name (see :func:`resolve_nequix_model`); ``batch_size``: structures
     per jitted call (several small supercells in one padded graph pays on a GPU; 1 is best on CPU);
     ``steps_per_octave``: padding ladder resolution; ``device``: ``"cpu"``, ``"gpu"`` or ``None`` (JAX's
-    default device: the GPU when a CUDA JAX sees one).
+    default device: the GPU when a CUDA JAX sees one); ``edge_chunk``: edges per chunk of each convolution
+    (:mod:`pftflow.calculators.nequix_edges`: same results, memory of one chunk's tensor product instead of all
+    edges'): ``None`` chunks graphs with more than :data:`~pftflow.calculators.nequix_edges.NEQUIX_EDGE_CHUNK`
+    edges by that many, ``0`` never chunks.  Lower it when a job is killed for memory.
     """
 
     backend = "nequix"
@@ -121,10 +124,15 @@ class NequixForceCalculator(ForceCalculator):
         batch_size: int = 1,
         steps_per_octave: int = 4,
         device: str | None = None,
+        edge_chunk: int | None = None,
     ):
         super().__init__(name=f"nequix:{Path(model).stem if model.endswith('.nqx') else model}")
         if int(batch_size) < 1:
             raise ValueError(f"nequix calculator: field 'batch_size' must be >= 1, got {batch_size}")
+        if edge_chunk is not None and int(edge_chunk) < 0:
+            raise ValueError(f"nequix calculator: field 'edge_chunk' must be >= 1 edge (or 0: never chunk), got {edge_chunk}")
+        self.edge_chunk = None if edge_chunk is None else int(edge_chunk)
+        self._chunked: dict[int, Any] = {}
         self.model = model
         self.batch_size = int(batch_size)
         self.steps_per_octave = int(steps_per_octave)
@@ -182,6 +190,7 @@ class NequixForceCalculator(ForceCalculator):
             "version": _pkg_version("nequix"),
             "versions": {p: _pkg_version(p) for p in ("nequix", "jax", "jaxlib", "equinox", "e3nn-jax", "jraph", "matscipy")},
             "jax_backend": self._jax_backend(),
+            "edge_chunk": self.edge_chunk,
             "dtype": "float32",
         }
 
@@ -233,6 +242,18 @@ class NequixForceCalculator(ForceCalculator):
         return padded, [len(a) for a in structures]
 
     # ------------------------------------------------------------------------------ E / F / σ
+    def _jax_model(self, graph):
+        """The loaded model, with edge-chunked convolutions where the graph has more edges than the chunk."""
+        from pftflow.calculators.nequix_edges import NEQUIX_EDGE_CHUNK, chunk_edges  # local: needs the optional JAX extra
+
+        model = self.ase_calculator().model
+        size = NEQUIX_EDGE_CHUNK if self.edge_chunk is None else self.edge_chunk
+        if size == 0 or graph.senders.shape[0] <= size:
+            return model
+        if size not in self._chunked:
+            self._chunked[size] = chunk_edges(model, size)
+        return self._chunked[size]
+
     def _efs(self):
         if self._efs_fn is None:
             import equinox as eqx
@@ -262,12 +283,11 @@ class NequixForceCalculator(ForceCalculator):
     def compute(self, structures: Sequence[Atoms], *, stress: bool = True, progress: bool = False, desc: str | None = None) -> ForceResults:
         from tqdm.auto import tqdm
 
-        calc = self.ase_calculator()
         energies, forces, stresses = [], [], []
         chunks = [structures[i : i + self.batch_size] for i in range(0, len(structures), self.batch_size)]
         for chunk in tqdm(chunks, desc=desc or f"{self.name} forces", disable=None if progress else True, leave=False):
             graph, n_atoms = self._graph(chunk)
-            e, f, s = self._run(self._efs(), calc.model, graph)
+            e, f, s = self._run(self._efs(), self._jax_model(graph), graph)
             e, f = np.asarray(e, dtype=float), np.asarray(f, dtype=float)
             s = None if s is None else np.asarray(s, dtype=float)
             start = 0
@@ -317,12 +337,11 @@ class NequixForceCalculator(ForceCalculator):
         array (len(atom_indices), 3, N, 3), entry [k, a, j, b] = Φ(i_k a, j b)."""
         import jax.numpy as jnp
 
-        calc = self.ase_calculator()
         graph, (n,) = self._graph([atoms])
         out = np.zeros((len(atom_indices), 3, n, 3))
         for k, i in enumerate(atom_indices):
             if not 0 <= int(i) < n:
                 raise IndexError(f"hessian_rows: atom index {i} outside 0..{n - 1}")
-            h = self._run(self._hess(), calc.model, graph, jnp.asarray(int(i), dtype=jnp.int32))
+            h = self._run(self._hess(), self._jax_model(graph), graph, jnp.asarray(int(i), dtype=jnp.int32))
             out[k] = np.asarray(h, dtype=float)[:, :n, :]
         return out
