@@ -168,6 +168,9 @@ def main(argv=None):
     ap.add_argument("--anchor-wd", type=float, default=0.0,
                     help="decoupled weight decay toward the base weights, theta -= lr*wd*(theta - theta_base) after each step, "
                     "instead of AdamW's decay toward 0: what finetune mode delta with this weight_decay does (0: off)")
+    ap.add_argument("--finetune", default="full",
+                    help="fine-tuning mode as in the spec's training.config.finetune, JSON or a mode name, e.g. "
+                         "'{\"mode\": \"lora\", \"lora_rank\": 4}' or '{\"mode\": \"frozen\", \"freeze\": [\"embedding\", \"layer0\"]}'")
     ap.add_argument("--w-forces", type=float, default=20.0, help="force weight (both phonon and co-training steps)")
     ap.add_argument("--valid-forces", type=int, default=3,
                     help="forgetting proxy: DFT force MAE on this many displaced supercells of each validation material (0: off)")
@@ -186,6 +189,7 @@ def main(argv=None):
     from pftflow.training.loss import LossWeights, pft_loss, sample_columns
     from pftflow.calculators.energy_models import SevenNetEnergyModel
     from pftflow.training.probes import ProbeSpec, batch_probes
+    from pftflow.training.adapters import setup_finetuning, trainable_parameters
     from pftflow.training.trainer import _targets_for
 
     cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
@@ -251,7 +255,9 @@ def main(argv=None):
     weights = LossWeights(forces=args.w_forces)
     ph_w = LossWeights(energy=0.0, forces=weights.forces, stress=weights.stress, hessian=weights.hessian) if cot else weights
     spec = None if (args.probe == "column" and args.norm == "mean") else ProbeSpec(kind=args.probe, atoms_per_probe=args.k, normalisation=args.norm)
-    params = [p for p in model.parameters() if p.requires_grad]
+    ft = json.loads(args.finetune) if args.finetune.strip().startswith("{") else args.finetune
+    rec["finetune"] = setup_finetuning(model, ft)
+    params = trainable_parameters(model)
     theta0 = [p.detach().clone() for p in params] if (args.l2sp or args.anchor_wd) else None
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if args.anchor_wd else 1e-3)
     graphs = {}
@@ -290,6 +296,21 @@ def main(argv=None):
         """Mean |F| (eV/Å) of the model at the DFT equilibrium supercells of the validation materials: the part of
         the displaced-cell force error that does not come from the displacement."""
         return float(np.mean([np.abs(f).mean() for f in model_forces(model, veq)])) if veq else None
+
+    f0_base = model_forces(model, veq) if veq else []
+
+    def f0_scaling():
+        """How the model's forces at the DFT equilibrium supercells moved from the base model's: the least-squares
+        slope s of F_after on F_base, their cosine, and the mean |F_after - s F_base| (eV/Å).  s > 1 with a cosine
+        near 1 means training scaled the base model's residual forces (a stiffer energy surface) rather than
+        changing them."""
+        if not veq:
+            return None
+        fa = np.concatenate([f.ravel() for f in model_forces(model, veq)])
+        fb = np.concatenate([f.ravel() for f in f0_base])
+        s = float(fa @ fb / (fb @ fb))
+        return {"slope": s, "cosine": float(fa @ fb / np.linalg.norm(fa) / np.linalg.norm(fb)),
+                "residual_eV_per_A": float(np.abs(fa - s * fb).mean())}
 
     rec["valid_force_mae_before"] = force_eval()
     rec["valid_f0_before"] = f0_eval()
@@ -334,6 +355,7 @@ def main(argv=None):
     rec["freq_after"] = freq_eval("after")
     rec["valid_force_mae_after"] = force_eval()
     rec["valid_f0_after"] = f0_eval()
+    rec["valid_f0_scaling"] = f0_scaling()
     rec["cpu_total_s"] = time.process_time() - t_cpu0
     wb = np.mean([v["wmax_err_K"] for v in rec["freq_before"].values()])
     wa = np.mean([v["wmax_err_K"] for v in rec["freq_after"].values()])
@@ -342,7 +364,8 @@ def main(argv=None):
     rec["summary"] = {"hnf_before": hnf0, "hnf_after": rec["curve"][-1]["hnf"], "wmax_before_K": wb, "wmax_after_K": wa,
                       "freq_mae_before_K": fb, "freq_mae_after_K": fa, "train_cpu_s": rec["curve"][-1]["cpu_s"],
                       "valid_force_mae_before": rec["valid_force_mae_before"], "valid_force_mae_after": rec["valid_force_mae_after"],
-                      "valid_f0_before": rec["valid_f0_before"], "valid_f0_after": rec["valid_f0_after"]}
+                      "valid_f0_before": rec["valid_f0_before"], "valid_f0_after": rec["valid_f0_after"],
+                      "valid_f0_scaling": rec["valid_f0_scaling"]}
     print("SUMMARY", args.label, json.dumps(rec["summary"]), json.dumps(rec["freq_after"]), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
