@@ -27,6 +27,15 @@ def test_chgnet_batch_follows_cell_size_and_override():
     assert get_calculator({"backend": "sevennet"}).atoms_at_once(360, 24) == 360  # one structure per call
 
 
+def test_nequix_edge_chunks_bound_the_atoms_at_once():
+    """Edge-chunked Nequix holds one chunk's edges (8192 / 42 per atom = 196 atoms' worth) whatever the cell size;
+    cells with fewer edges than a chunk, or edge_chunk 0, hold the whole batch."""
+    nq = get_calculator({"backend": "nequix"})
+    assert nq.atoms_at_once(1176, 28) == 196 and nq.atoms_at_once(120, 10) == 120
+    assert get_calculator({"backend": "nequix", "edge_chunk": 0}).atoms_at_once(1176, 28) == 1176
+    assert get_calculator({"backend": "nequix", "edge_chunk": 4096, "batch_size": 2}).atoms_at_once(120, 10) == 98
+
+
 def test_quickstart_estimate_is_the_sum_of_its_parts():
     est = estimate_memory(load_spec(REPO / "workflows" / "quickstart.yaml"))
     sn, cg = get_calculator("sevennet"), get_calculator("chgnet")

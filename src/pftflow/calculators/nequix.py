@@ -88,6 +88,14 @@ def resolve_nequix_model(model: str) -> Path:
     )
 
 
+#: edges per chunk of each convolution when a graph has more edges than this (``NequixForceCalculator(edge_chunk=None)``,
+#: :mod:`pftflow.calculators.nequix_edges`); measured on mp-19941 (1176 atoms, 49 152 edges): benchmarks/README.md,
+#: "Peak memory"
+NEQUIX_EDGE_CHUNK = 8192
+#: edges per atom of the padded graph of mp-19941 (49 152 / 1176), for the memory estimate of edge-chunked calls
+NEQUIX_EDGES_PER_ATOM = 42
+
+
 def bucket_size(n: int, minimum: int = 16, steps_per_octave: int = 4) -> int:
     """Smallest size >= ``n`` on the ladder ``minimum``, then ``steps_per_octave`` sizes per factor 2
     (4: 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, ...).  Padded shapes on this ladder are shared by
@@ -108,13 +116,14 @@ class NequixForceCalculator(ForceCalculator):
     ``steps_per_octave``: padding ladder resolution; ``device``: ``"cpu"``, ``"gpu"`` or ``None`` (JAX's
     default device: the GPU when a CUDA JAX sees one); ``edge_chunk``: edges per chunk of each convolution
     (:mod:`pftflow.calculators.nequix_edges`: same results, memory of one chunk's tensor product instead of all
-    edges'): ``None`` chunks graphs with more than :data:`~pftflow.calculators.nequix_edges.NEQUIX_EDGE_CHUNK`
+    edges'): ``None`` chunks graphs with more than :data:`NEQUIX_EDGE_CHUNK`
     edges by that many, ``0`` never chunks.  Lower it when a job is killed for memory.
     """
 
     backend = "nequix"
     # measured 2026-12-06 (benchmarks/memory_profile.py, JAX CPU): nequix-mp-1 loaded 0.27 GiB; one 1176-atom cell
-    # (mp-19941, padded to 1280 nodes / 49152 edges) 7.8 GiB above it, of which XLA's temporary buffers 7.2 GiB
+    # (mp-19941, padded to 1280 nodes / 49152 edges) unchunked 7.8 GiB above it (XLA temporaries 7.2 GiB): 6.6 MB per
+    # atom.  Edge-chunked (2026-12-07, 8192 edges = 196 atoms' edges at once): 1.34 GiB above it = 6.6 MB x 196 + ~0
     memory_model_GiB = 0.27
     memory_per_atom_GiB = 6.6e-3
 
@@ -147,8 +156,14 @@ class NequixForceCalculator(ForceCalculator):
         self.compile_wall_s: list[float] = []
 
     def atoms_at_once(self, n_atoms: int, n_structures: int) -> int:
-        """Atoms of one compiled call: ``batch_size`` cells (padding not counted)."""
-        return int(n_atoms) * min(max(1, int(n_structures)), self.batch_size)
+        """Atoms of one compiled call: ``batch_size`` cells (padding not counted); where the call is edge-chunked,
+        the atoms whose edges one chunk holds (:data:`NEQUIX_EDGES_PER_ATOM`), since the per-edge tensor product
+        sets the peak."""
+        atoms = int(n_atoms) * min(max(1, int(n_structures)), self.batch_size)
+        size = NEQUIX_EDGE_CHUNK if self.edge_chunk is None else self.edge_chunk
+        if size and atoms * NEQUIX_EDGES_PER_ATOM > size:
+            return min(atoms, -(-size // NEQUIX_EDGES_PER_ATOM))
+        return atoms
 
     # ------------------------------------------------------------------------------ loading
     def model_path(self) -> Path:
@@ -244,7 +259,7 @@ class NequixForceCalculator(ForceCalculator):
     # ------------------------------------------------------------------------------ E / F / σ
     def _jax_model(self, graph):
         """The loaded model, with edge-chunked convolutions where the graph has more edges than the chunk."""
-        from pftflow.calculators.nequix_edges import NEQUIX_EDGE_CHUNK, chunk_edges  # local: needs the optional JAX extra
+        from pftflow.calculators.nequix_edges import chunk_edges  # local: needs the optional JAX extra
 
         model = self.ase_calculator().model
         size = NEQUIX_EDGE_CHUNK if self.edge_chunk is None else self.edge_chunk

@@ -20,10 +20,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-#: edges per chunk when a graph has more edges than this (``NequixForceCalculator(edge_chunk=None)``); measured on
-#: mp-19941 (1176 atoms, 49 152 edges): benchmarks/README.md, "Peak memory"
-NEQUIX_EDGE_CHUNK = 8192
-
 
 class EdgeChunkedConvolution(eqx.Module):
     """A ``NequixConvolution`` evaluated ``edge_chunk`` edges at a time (same call signature)."""

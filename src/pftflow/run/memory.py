@@ -5,12 +5,13 @@ and runs one job at a time.  Its peak is therefore
 
     process base + the loaded models + the largest force job's evaluation + its force constants,
 
-with the evaluation ``memory_per_atom_GiB`` x the atoms one call holds at once (:meth:`ForceCalculator.atoms_at_once`:
-one structure for sevennet / mace / ase, a graph batch of up to ``batch_atoms`` for chgnet, ``batch_size`` padded
-structures for nequix).  The coefficients are measured on the development machine (class attributes of each
-backend; where each comes from: benchmarks/README.md, "Peak memory").  A backend without measured coefficients
-is named in the estimate, not guessed.  Phonons campaigns only: κ and training campaigns print their measured
-peaks' location instead.
+with the evaluation ``memory_per_atom_GiB`` x the atoms one call holds at once
+(:meth:`ForceCalculator.atoms_at_once`: one structure for sevennet / mace / ase, a graph batch of up to
+``batch_atoms`` for chgnet, ``batch_size`` padded structures for nequix, or one edge chunk's atoms where nequix
+chunks its convolutions). The coefficients are measured on the development machine (class attributes of each
+backend; where each comes from: benchmarks/README.md, "Peak memory"). A backend without measured coefficients is
+named in the estimate, not guessed. Phonons campaigns only: κ and training campaigns print their measured peaks'
+location instead.
 
 Units: GiB (2**30 bytes), atoms.
 """
@@ -75,7 +76,7 @@ class MemoryEstimate:
             out.append("  not in the estimate (no measured coefficients): " + ", ".join(self.not_estimated))
         if self.exceeds_machine:
             out.append(f"  warning: the estimate exceeds this machine's memory ({self.machine_GiB:.1f} GiB): lower batch_atoms (chgnet) or "
-                       "batch_size (nequix) of the largest job's model, use smaller supercells, or run on a larger machine")
+                       "edge_chunk (nequix) of the largest job's model, use smaller supercells, or run on a larger machine")
         return out
 
 
