@@ -155,12 +155,17 @@ class NequixForceCalculator(ForceCalculator):
         #: wall seconds spent in calls that compiled (first call of a shape), for benchmarks
         self.compile_wall_s: list[float] = []
 
+    @property
+    def edge_chunk_size(self) -> int:
+        """Edges per convolution chunk in effect (0: never chunk)."""
+        return NEQUIX_EDGE_CHUNK if self.edge_chunk is None else self.edge_chunk
+
     def atoms_at_once(self, n_atoms: int, n_structures: int) -> int:
         """Atoms of one compiled call: ``batch_size`` cells (padding not counted); where the call is edge-chunked,
         the atoms whose edges one chunk holds (:data:`NEQUIX_EDGES_PER_ATOM`), since the per-edge tensor product
         sets the peak."""
         atoms = int(n_atoms) * min(max(1, int(n_structures)), self.batch_size)
-        size = NEQUIX_EDGE_CHUNK if self.edge_chunk is None else self.edge_chunk
+        size = self.edge_chunk_size
         if size and atoms * NEQUIX_EDGES_PER_ATOM > size:
             return min(atoms, -(-size // NEQUIX_EDGES_PER_ATOM))
         return atoms
@@ -258,11 +263,12 @@ class NequixForceCalculator(ForceCalculator):
 
     # ------------------------------------------------------------------------------ E / F / σ
     def _jax_model(self, graph):
-        """The loaded model, with edge-chunked convolutions where the graph has more edges than the chunk."""
+        """The loaded model, with edge-chunked convolutions where the graph has more edges than the chunk.
+        (Force and Hessian jobs only: :meth:`ase_calculator`, used by relaxations of unit cells, stays unchunked.)"""
         from pftflow.calculators.nequix_edges import chunk_edges  # local: needs the optional JAX extra
 
         model = self.ase_calculator().model
-        size = NEQUIX_EDGE_CHUNK if self.edge_chunk is None else self.edge_chunk
+        size = self.edge_chunk_size
         if size == 0 or graph.senders.shape[0] <= size:
             return model
         if size not in self._chunked:

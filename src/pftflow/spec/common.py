@@ -124,7 +124,8 @@ class ModelSpec(BaseModel):
     """A calculator (MLIP or reference) as :func:`pftflow.calculators.get_calculator` takes it.
 
     Besides the listed keys, a backend's own constructor options are accepted (``modal`` of sevennet,
-    ``batch_atoms`` of chgnet, ``batch_size`` of nequix, ``default_dtype`` of mace); anything else is an error.
+    ``batch_atoms`` of chgnet, ``batch_size`` and ``edge_chunk`` of nequix, ``default_dtype`` of mace); anything else is an
+    error.
     """
 
     # extra keys are checked against the backend's constructor in _check_options
