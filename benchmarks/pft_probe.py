@@ -292,28 +292,28 @@ def main(argv=None):
         pred = model_forces(model, [ls.atoms for ls in vforce])
         return float(np.mean([np.abs(f - ls.forces_eV_per_A).mean() for f, ls in zip(pred, vforce)]))
 
-    def f0_eval():
+    def f0_eval(forces):
         """Mean |F| (eV/Å) of the model at the DFT equilibrium supercells of the validation materials: the part of
         the displaced-cell force error that does not come from the displacement."""
-        return float(np.mean([np.abs(f).mean() for f in model_forces(model, veq)])) if veq else None
+        return float(np.mean([np.abs(f).mean() for f in forces])) if veq else None
 
     f0_base = model_forces(model, veq) if veq else []
 
-    def f0_scaling():
+    def f0_scaling(forces):
         """How the model's forces at the DFT equilibrium supercells moved from the base model's: the least-squares
         slope s of F_after on F_base, their cosine, and the mean |F_after - s F_base| (eV/Å).  s > 1 with a cosine
         near 1 means training scaled the base model's residual forces (a stiffer energy surface) rather than
         changing them."""
         if not veq:
             return None
-        fa = np.concatenate([f.ravel() for f in model_forces(model, veq)])
+        fa = np.concatenate([f.ravel() for f in forces])
         fb = np.concatenate([f.ravel() for f in f0_base])
         s = float(fa @ fb / (fb @ fb))
         return {"slope": s, "cosine": float(fa @ fb / np.linalg.norm(fa) / np.linalg.norm(fb)),
                 "residual_eV_per_A": float(np.abs(fa - s * fb).mean())}
 
     rec["valid_force_mae_before"] = force_eval()
-    rec["valid_f0_before"] = f0_eval()
+    rec["valid_f0_before"] = f0_eval(f0_base)
     print(f"validation DFT force MAE on {len(vforce)} displaced supercells: {rec['valid_force_mae_before']}", flush=True)
     rec["freq_before"] = freq_eval("before")
     hnf0 = near_field_eval(model, valid, vcols)
@@ -354,8 +354,9 @@ def main(argv=None):
             print(f"step {step} cpu {cpu:.0f} s hnf {hnf:.5f} (train loss {parts['loss']:.4g})", flush=True)
     rec["freq_after"] = freq_eval("after")
     rec["valid_force_mae_after"] = force_eval()
-    rec["valid_f0_after"] = f0_eval()
-    rec["valid_f0_scaling"] = f0_scaling()
+    f0_after = model_forces(model, veq) if veq else []
+    rec["valid_f0_after"] = f0_eval(f0_after)
+    rec["valid_f0_scaling"] = f0_scaling(f0_after)
     rec["cpu_total_s"] = time.process_time() - t_cpu0
     wb = np.mean([v["wmax_err_K"] for v in rec["freq_before"].values()])
     wa = np.mean([v["wmax_err_K"] for v in rec["freq_after"].values()])
