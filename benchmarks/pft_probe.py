@@ -182,6 +182,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0,
                     help="seed of the training run: initial torch state, order of train materials, probe columns "
                          "(the validation columns and cells scored stay fixed; 0 is every earlier row's seed)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="score the EMA of the weights (torch-ema, this decay, with its warm-up as in the trainer) "
+                         "instead of the raw weights (0: off, every earlier row)")
+    ap.add_argument("--curve-forces", action="store_true",
+                    help="also evaluate the forgetting proxy at every --eval-every step (curve entries 'force_mae')")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/pft_probe_results.jsonl"))
     ap.add_argument("--cache", default="/tmp/pft_probe_cache")
@@ -263,6 +268,17 @@ def main(argv=None):
     params = trainable_parameters(model)
     theta0 = [p.detach().clone() for p in params] if (args.l2sp or args.anchor_wd) else None
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if args.anchor_wd else 1e-3)
+    if args.ema:
+        from torch_ema import ExponentialMovingAverage
+
+        ema = ExponentialMovingAverage(params, decay=args.ema)  # use_num_updates: min(decay, (1+n)/(10+n)), as the trainer
+    else:
+        ema = None
+    from contextlib import nullcontext
+
+    def scored():
+        """The weights that are scored: the EMA's while evaluating, when --ema is on."""
+        return ema.average_parameters() if ema is not None else nullcontext()
     graphs = {}
 
     def batch(ls, key):
@@ -350,13 +366,24 @@ def main(argv=None):
                 with torch.no_grad():
                     for p, p0 in zip(params, theta0):
                         p.sub_(args.lr * args.anchor_wd * (p - p0))
+            if ema is not None:
+                ema.update()
         if step % args.eval_every == 0 or step == args.steps:
-            hnf = near_field_eval(model, valid, vcols)
             cpu = time.process_time() - t_train0
-            rec["curve"].append({"step": step, "cpu_s": cpu, "hnf": hnf})
-            print(f"step {step} cpu {cpu:.0f} s hnf {hnf:.5f} (train loss {parts['loss']:.4g})", flush=True)
+            with scored():
+                hnf = near_field_eval(model, valid, vcols)
+                entry = {"step": step, "cpu_s": cpu, "hnf": hnf}
+                if args.curve_forces and step != args.steps:
+                    entry["force_mae"] = force_eval()
+            rec["curve"].append(entry)
+            extra = f" force MAE {entry['force_mae']:.5f}" if "force_mae" in entry else ""
+            print(f"step {step} cpu {cpu:.0f} s hnf {hnf:.5f}{extra} (train loss {parts['loss']:.4g})", flush=True)
+    if ema is not None:
+        ema.copy_to(params)  # score the EMA weights from here on
     rec["freq_after"] = freq_eval("after")
     rec["valid_force_mae_after"] = force_eval()
+    if args.curve_forces:
+        rec["curve"][-1]["force_mae"] = rec["valid_force_mae_after"]
     f0_after = model_forces(model, veq) if veq else []
     rec["valid_f0_after"] = f0_eval(f0_after)
     rec["valid_f0_scaling"] = f0_scaling(f0_after)
