@@ -186,7 +186,8 @@ def main(argv=None):
                     help="score the EMA of the weights (torch-ema, this decay, with its warm-up as in the trainer) "
                          "instead of the raw weights (0: off, every earlier row)")
     ap.add_argument("--curve-forces", action="store_true",
-                    help="also evaluate the forgetting proxy at every --eval-every step (curve entries 'force_mae')")
+                    help="also evaluate the forgetting proxy at every --eval-every step (curve entries 'force_mae'; "
+                         "their CPU time, ~35 s each here, is then part of the curve's cpu_s)")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/pft_probe_results.jsonl"))
     ap.add_argument("--cache", default="/tmp/pft_probe_cache")
