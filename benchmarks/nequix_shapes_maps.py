@@ -12,7 +12,7 @@ def rss():
 def maps():
     return sum(1 for _ in open("/proc/self/maps"))
 si = bulk("Si", "diamond", a=5.43)
-for n in [1, 2, 3, 4, 5, 6, 7, 8]:
+for n in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]:
     a = si.repeat((n, n, 2)); a.rattle(0.01, seed=n)
     t = time.time(); calc.compute([a], stress=True)
     print(f"{len(a):5d} atoms  RSS {rss():.2f} GiB  maps {maps():6d}  {time.time()-t:.1f} s", flush=True)

@@ -111,8 +111,10 @@ def test_efs_equal_package_calculator(nequix_calc):
         np.testing.assert_allclose(f1, f2, rtol=0, atol=1e-5)
 
 
-def test_provenance_and_shape_buckets(nequix_calc):
-    from pftflow.calculators import file_sha256
+def test_provenance_and_shape_buckets(nequix_calc, monkeypatch):
+    from pftflow.calculators import file_sha256, nequix as nequix_module
+
+    monkeypatch.setattr(nequix_module, "NEQUIX_MAX_COMPILED_SHAPES", 10**6)  # no cache clearing inside this test
 
     prov = nequix_calc.provenance()
     assert prov["backend"] == "nequix" and prov["sha256"] == file_sha256(nequix_weights("nequix-mp-1"))
@@ -126,6 +128,25 @@ def test_provenance_and_shape_buckets(nequix_calc):
         a.positions[k] += [0.01, 0.0, -0.01]
     nequix_calc.compute(moved)
     assert nequix_calc.n_compiles == n0
+
+
+def test_compiled_shapes_are_bounded(monkeypatch):
+    """Past NEQUIX_MAX_COMPILED_SHAPES compiles the calculator drops its executables (memory mappings: issue 17);
+    a shape met again recompiles and gives the same numbers."""
+    from pftflow.calculators import nequix as nequix_module
+
+    pytest.importorskip("nequix", reason="nequix extra not installed (bash scripts/install_nequix.sh)", exc_type=ImportError)
+    monkeypatch.setattr(nequix_module, "NEQUIX_MAX_COMPILED_SHAPES", 2)
+    calc = get_calculator({"backend": "nequix", "model": str(nequix_weights("nequix-mp-1"))})
+    si = _structures()[0]
+    small = bulk("Si", "diamond", a=5.431)
+    first = calc.compute([si]).forces_eV_per_A[0]
+    assert calc.n_compiles == 1 and calc._efs_fn is not None
+    calc.compute([small])  # second shape: the bound is reached, executables dropped
+    assert calc.n_compiles == 2 and calc._efs_fn is None
+    again = calc.compute([si]).forces_eV_per_A[0]
+    assert calc.n_compiles == 3  # recompiled
+    np.testing.assert_allclose(again, first, rtol=0, atol=1e-6)
 
 
 def test_missing_elements_named(nequix_calc):

@@ -94,6 +94,10 @@ def resolve_nequix_model(model: str) -> Path:
 NEQUIX_EDGE_CHUNK = 8192
 #: edges per atom of the padded graph of mp-19941 (49 152 / 1176), for the memory estimate of edge-chunked calls
 NEQUIX_EDGES_PER_ATOM = 42
+#: compiled shapes a calculator keeps before it drops its jitted functions and JAX's caches: each compiled shape holds
+#: 1000-1300 memory mappings on CPU (benchmarks/nequix_shapes_maps.py), and a whole campaign over ~23 padded sizes per
+#: model died in an LLVM "Cannot allocate memory" near the 65530 mappings of vm.max_map_count (benchmarks/README.md)
+NEQUIX_MAX_COMPILED_SHAPES = 8
 
 
 def bucket_size(n: int, minimum: int = 16, steps_per_octave: int = 4) -> int:
@@ -152,6 +156,7 @@ class NequixForceCalculator(ForceCalculator):
         #: number of XLA compilations (traces) of the E/F/σ and Hessian functions of this instance
         self.n_compiles = 0
         self.n_hessian_compiles = 0
+        self._compiles_at_clear = 0
         #: wall seconds spent in calls that compiled (first call of a shape), for benchmarks
         self.compile_wall_s: list[float] = []
 
@@ -297,8 +302,15 @@ class NequixForceCalculator(ForceCalculator):
         else:
             with jax.default_device(dev):
                 out = jax.block_until_ready(fn(*args))
-        if self.n_compiles + self.n_hessian_compiles > n0:
+        n1 = self.n_compiles + self.n_hessian_compiles
+        if n1 > n0:
             self.compile_wall_s.append(time.perf_counter() - t0)
+        if n1 - self._compiles_at_clear >= NEQUIX_MAX_COMPILED_SHAPES:
+            # bound the executables held for the whole process (calculators are cached per campaign): the next call
+            # of a shape recompiles it
+            self._efs_fn = self._hess_fn = None
+            jax.clear_caches()
+            self._compiles_at_clear = n1
         return out
 
     def compute(self, structures: Sequence[Atoms], *, stress: bool = True, progress: bool = False, desc: str | None = None) -> ForceResults:
