@@ -2,7 +2,8 @@
 
 Run: OMP_NUM_THREADS=1 python benchmarks/nequix_shapes_maps.py (needs scripts/install_nequix.sh and ../shared/models/nequix).
 """
-import os, time, resource
+import time
+
 from ase.build import bulk
 from pftflow.calculators.backends import cached_calculator
 calc = cached_calculator({"backend": "nequix", "model": "../shared/models/nequix/nequix-mp-1.nqx", "name": "n"})

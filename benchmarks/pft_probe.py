@@ -25,11 +25,13 @@ import json
 import os
 import pickle
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from torch_ema import ExponentialMovingAverage
 
 THZ_TO_K = 47.99243
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,13 +271,8 @@ def main(argv=None):
     params = trainable_parameters(model)
     theta0 = [p.detach().clone() for p in params] if (args.l2sp or args.anchor_wd) else None
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if args.anchor_wd else 1e-3)
-    if args.ema:
-        from torch_ema import ExponentialMovingAverage
-
-        ema = ExponentialMovingAverage(params, decay=args.ema)  # use_num_updates: min(decay, (1+n)/(10+n)), as the trainer
-    else:
-        ema = None
-    from contextlib import nullcontext
+    # use_num_updates (the default): decay min(ema, (1+n)/(10+n)), as in the trainer
+    ema = ExponentialMovingAverage(params, decay=args.ema) if args.ema else None
 
     def scored():
         """The weights that are scored: the EMA's while evaluating, when --ema is on."""
