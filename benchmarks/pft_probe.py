@@ -76,6 +76,30 @@ def load_refs(roles, max_atoms, fold, cache: Path):
     return out
 
 
+def validation_force_cells(roles, n_per_material: int):
+    """n DFT displaced supercells (LabelledStructure) of each validation material, seeded: the forgetting proxy."""
+    from pftflow.materials.readers import read_reference
+    from pftflow.training.data import from_displacements
+
+    out, frng = [], np.random.default_rng(7)
+    for p in roles["valid"] if n_per_material else []:
+        ds = from_displacements(read_reference(str(p)), material_id=p.name)
+        out += [ds[int(i)] for i in frng.choice(len(ds), min(n_per_material, len(ds)), replace=False)]
+    return out
+
+
+def validation_equilibrium_cells(roles):
+    """The undisplaced supercells (ASE Atoms) of the validation materials (DFT-relaxed: DFT forces ~ 0)."""
+    from ase import Atoms
+    from pftflow.materials.readers import read_reference
+
+    out = []
+    for p in roles["valid"]:
+        sc = read_reference(str(p)).to_phonopy(produce_fc=False).supercell
+        out.append(Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True))
+    return out
+
+
 def model_forces(model, atoms_list):
     from pftflow.training.loss import predict
 
@@ -190,6 +214,13 @@ def main(argv=None):
     ap.add_argument("--curve-forces", action="store_true",
                     help="also evaluate the forgetting proxy at every --eval-every step (curve entries 'force_mae'; "
                          "their CPU time, ~20-35 s each here, is then part of the curve's cpu_s)")
+    ap.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"],
+                    help="adamw (the trainer's) or SGD with --momentum (steps proportional to the gradient)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    ap.add_argument("--adam-eps", type=float, default=1e-8,
+                    help="AdamW eps: weights whose gradient RMS is below it move less (1e-8: torch's default)")
+    ap.add_argument("--exclude", default="",
+                    help="comma-separated train material ids to leave out of training (e.g. from pft_influence.py)")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/pft_probe_results.jsonl"))
     ap.add_argument("--cache", default="/tmp/pft_probe_cache")
@@ -207,7 +238,11 @@ def main(argv=None):
     t_cpu0 = time.process_time()
     roles = split_roles(Path(args.workflow))
     refs = load_refs(roles, args.max_atoms, not args.no_fold, cache)
-    train = [(m, from_phonon_reference(ph, material_id=m)[0]) for m, ph in refs["train"]]
+    excluded = {m for m in args.exclude.split(",") if m}
+    unknown = excluded - {m for m, _ in refs["train"]}
+    if unknown:
+        raise SystemExit(f"--exclude: {sorted(unknown)} are not train materials of {args.workflow}")
+    train = [(m, from_phonon_reference(ph, material_id=m)[0]) for m, ph in refs["train"] if m not in excluded]
     valid = [(m, from_phonon_reference(ph, material_id=m)[0]) for m, ph in refs["valid"]]
     print(f"train {len(train)} cells ({[len(s.atoms) for _, s in train]} atoms), valid {len(valid)} ({[len(s.atoms) for _, s in valid]})", flush=True)
     model = SevenNetEnergyModel.from_checkpoint("7net-0", dtype=torch.float32)
@@ -270,7 +305,11 @@ def main(argv=None):
     rec["finetune"] = setup_finetuning(model, ft)
     params = trainable_parameters(model)
     theta0 = [p.detach().clone() for p in params] if (args.l2sp or args.anchor_wd) else None
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0 if args.anchor_wd else 1e-3)
+    wd = 0.0 if args.anchor_wd else 1e-3
+    if args.optimizer == "sgd":  # plain gradient steps: each weight moves in proportion to its gradient
+        opt = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=wd)
+    else:  # Adam normalises each weight's step: weights with tiny gradients move about as far as the rest
+        opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, eps=args.adam_eps)
     # use_num_updates (the default): decay min(ema, (1+n)/(10+n)), as in the trainer
     ema = ExponentialMovingAverage(params, decay=args.ema) if args.ema else None
 
@@ -285,22 +324,8 @@ def main(argv=None):
         g = graphs[key]
         return g, _targets_for([ls], g.positions_A.dtype, g.positions_A.device)
 
-    vforce = []  # (material, DFT displaced supercell) of the validation materials: the forgetting proxy
-    if args.valid_forces:
-        from pftflow.materials.readers import read_reference
-
-        frng = np.random.default_rng(7)
-        for p in roles["valid"]:
-            ds = from_displacements(read_reference(str(p)), material_id=p.name)
-            vforce += [ds[int(i)] for i in frng.choice(len(ds), min(args.valid_forces, len(ds)), replace=False)]
-
-    veq = []  # the undisplaced supercells of the validation materials (DFT-relaxed: DFT forces ~ 0)
-    if args.valid_forces:
-        from ase import Atoms
-
-        for p in roles["valid"]:
-            sc = read_reference(str(p)).to_phonopy(produce_fc=False).supercell
-            veq.append(Atoms(sc.symbols, cell=sc.cell, scaled_positions=sc.scaled_positions, pbc=True))
+    vforce = validation_force_cells(roles, args.valid_forces)
+    veq = validation_equilibrium_cells(roles) if args.valid_forces else []
 
     def force_eval():
         """DFT force MAE (eV/Å) on the validation displaced supercells: what the forgetting check measures on test."""
