@@ -13,7 +13,7 @@ Every reference is folded (training/fold.py) by dividing its supercell matrix (f
 i.e. how much of the error comes from the model's volume.
 
   OMP_NUM_THREADS=1 PYTHONPATH=src python3 benchmarks/pft_probe.py --steps 30 --lr 3e-4 --probe column --norm mean
-Options: --l2sp (weight-space anchor to the base model), --w-forces, --cotrain none|distill|dft, --probe column|multi_column|rademacher, --k atoms per probe, --norm
+Options: --optimizer adamw|sgd, --adam-eps (README_training §10), --exclude (train materials left out), --l2sp (weight-space anchor to the base model), --w-forces, --cotrain none|distill|dft, --probe column|multi_column|rademacher, --k atoms per probe, --norm
 mean|near_field|column_sum.  No EMA (the raw weights are scored), AdamW wd 1e-3, clip 100, weights 20/20/5/100.
 Results are appended as one JSON line to --out.
 """
