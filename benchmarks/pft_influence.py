@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pft_probe import ROOT, load_refs, near_field_eval, split_roles, validation_force_cells  # noqa: E402
+from pft_probe import (ROOT, force_mae, load_refs, near_field_eval, split_roles,  # noqa: E402
+                       validation_columns, validation_force_cells)
 
 
 def main(argv=None):
@@ -61,37 +62,30 @@ def main(argv=None):
     setup_finetuning(model, "full")
     params = trainable_parameters(model)
     theta0 = [p.detach().clone() for p in params]
-    vrng = np.random.default_rng(1234)
-    vcols = [vrng.choice(3 * len(s.atoms), 6, replace=False) for _, s in valid]
-    fgraphs = [model.build_graph([ls.atoms]) for ls in vforce]
+    vcols = validation_columns(valid)
     spec = ProbeSpec(kind="multi_column", atoms_per_probe=4, normalisation="near_field")
-    full, hess_only = LossWeights(forces=20.0), LossWeights(energy=0.0, forces=0.0, stress=0.0, hessian=100.0)
-    rest = LossWeights(energy=20.0, forces=20.0, stress=5.0, hessian=0.0)
+    # the spec's weights 20/20/5/100 (LossWeights' defaults), its Hessian term alone, and the rest alone
+    full, hess_only, rest = LossWeights(), LossWeights(energy=0.0, forces=0.0, stress=0.0), LossWeights(hessian=0.0)
 
     def flat_grad():
         return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
-    def proxy(grad: bool):
-        """Forgetting proxy (eV/Å): mean over the validation displaced cells of the mean |F_model - F_DFT|."""
+    def proxy_gradient():
+        """Gradient g_F of the forgetting proxy (force_mae on the validation displaced cells) w.r.t. the weights."""
         model.zero_grad(set_to_none=True)
-        tot = 0.0
-        for g, ls in zip(fgraphs, vforce):
-            f = predict(model, g, stress=False, create_graph=grad)["forces_eV_per_A"]
-            err = (f - torch.as_tensor(ls.forces_eV_per_A, dtype=f.dtype)).abs().mean() / len(vforce)
-            if grad:
-                err.backward()
-            tot += float(err)
-        return tot
+        for ls in vforce:
+            f = predict(model, model.build_graph([ls.atoms]), stress=False, create_graph=True)["forces_eV_per_A"]
+            ((f - torch.as_tensor(ls.forces_eV_per_A, dtype=f.dtype)).abs().mean() / len(vforce)).backward()
+        return flat_grad()
 
     t0 = time.process_time()
-    p_base = proxy(grad=True)
-    g_f = flat_grad()
+    p_base = force_mae(model, vforce)
+    g_f = proxy_gradient()
     hnf_base = near_field_eval(model, valid, vcols)
     print(f"base: proxy {p_base:.5f} eV/Å on {len(vforce)} cells, hnf {hnf_base:.5f} eV/Å² ({time.process_time() - t0:.0f} CPU s)", flush=True)
 
-    def grad_of(i, w, rng):
-        g = model.build_graph([train[i][1].atoms])
-        t = _targets_for([train[i][1]], g.positions_A.dtype, g.positions_A.device)
+    def grad_of(g, t, w, rng):
+        """That material's loss gradient under weights w, mean over --samples probe draws."""
         acc = torch.zeros_like(g_f)
         for _ in range(args.samples):
             model.zero_grad(set_to_none=True)
@@ -103,14 +97,14 @@ def main(argv=None):
     rows = []
     for i, (mid, ls) in enumerate(train[: args.limit or None]):
         rec = {"material": mid, "n_atoms": len(ls.atoms), "proxy_base_eV_per_A": p_base, "hnf_base": hnf_base}
+        g = model.build_graph([ls.atoms])
+        t = _targets_for([ls], g.positions_A.dtype, g.positions_A.device)
         for name, w in (("full", full), ("hessian", hess_only), ("rest", rest)):
-            gi = grad_of(i, w, np.random.default_rng(100 + i))
+            gi = grad_of(g, t, w, np.random.default_rng(100 + i))
             rec[f"pred_dproxy_{name}_eV_per_A"] = float(-args.lr * (g_f @ torch.sign(gi)))
             rec[f"cos_{name}"] = float(g_f @ gi / (g_f.norm() * gi.norm() + 1e-30))
         if args.steps:
             opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-3)
-            g = model.build_graph([ls.atoms])
-            t = _targets_for([ls], g.positions_A.dtype, g.positions_A.device)
             rng = np.random.default_rng(200 + i)
             for _ in range(args.steps):
                 opt.zero_grad(set_to_none=True)
@@ -118,7 +112,7 @@ def main(argv=None):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 100.0)
                 opt.step()
-            rec["dproxy_eV_per_A"] = proxy(grad=False) - p_base
+            rec["dproxy_eV_per_A"] = force_mae(model, vforce) - p_base
             rec["dhnf_eV_per_A2"] = near_field_eval(model, valid, vcols) - hnf_base
             with torch.no_grad():
                 for p, p0 in zip(params, theta0):

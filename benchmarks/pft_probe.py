@@ -159,6 +159,19 @@ def relaxed_scale(model_name, ph_ref):
     return np.linalg.solve(np.asarray(u.cell), np.asarray(a.cell[:])), a.get_volume() / abs(np.linalg.det(u.cell))
 
 
+def force_mae(model, cells) -> float:
+    """DFT force MAE (eV/Å) of the model on labelled cells (the validation displaced supercells: what the
+    forgetting check measures on test): mean over cells of the mean |F_model - F_DFT|."""
+    pred = model_forces(model, [ls.atoms for ls in cells])
+    return float(np.mean([np.abs(f - ls.forces_eV_per_A).mean() for f, ls in zip(pred, cells)]))
+
+
+def validation_columns(valid, per_material: int = 6):
+    """The fixed Hessian columns scored by near_field_eval (seeded: the same in every run)."""
+    vrng = np.random.default_rng(1234)
+    return [vrng.choice(3 * len(s.atoms), per_material, replace=False) for _, s in valid]
+
+
 def near_field_eval(model, valid, columns, radius_A=6.0):
     """Mean near-field |ΔH| (eV/Å²) over fixed columns of the validation cells."""
     from pftflow.training.probes import near_field_mask
@@ -246,8 +259,7 @@ def main(argv=None):
     valid = [(m, from_phonon_reference(ph, material_id=m)[0]) for m, ph in refs["valid"]]
     print(f"train {len(train)} cells ({[len(s.atoms) for _, s in train]} atoms), valid {len(valid)} ({[len(s.atoms) for _, s in valid]})", flush=True)
     model = SevenNetEnergyModel.from_checkpoint("7net-0", dtype=torch.float32)
-    vrng = np.random.default_rng(1234)
-    vcols = [vrng.choice(3 * len(s.atoms), 6, replace=False) for _, s in valid]
+    vcols = validation_columns(valid)
     vfreq = sorted(range(len(valid)), key=lambda i: len(valid[i][1].atoms))[: args.n_valid_freq]
 
     def freq_eval(tag):
@@ -328,11 +340,7 @@ def main(argv=None):
     veq = validation_equilibrium_cells(roles) if args.valid_forces else []
 
     def force_eval():
-        """DFT force MAE (eV/Å) on the validation displaced supercells: what the forgetting check measures on test."""
-        if not vforce:
-            return None
-        pred = model_forces(model, [ls.atoms for ls in vforce])
-        return float(np.mean([np.abs(f - ls.forces_eV_per_A).mean() for f, ls in zip(pred, vforce)]))
+        return force_mae(model, vforce) if vforce else None
 
     def f0_eval(forces):
         """Mean |F| (eV/Å) of the model at the DFT equilibrium supercells of the validation materials: the part of
