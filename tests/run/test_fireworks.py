@@ -228,13 +228,17 @@ def test_failed_firework_writes_a_failure_doc_and_a_rerun_makes_the_row_ok(emt_c
     from pftflow.flows.reuse import stored_failures
     from pftflow.run import open_store, submit_campaign
     from pftflow.status import campaign_status, format_status
+    import pftflow.run.fireworks as fw_mod
 
+    trims = []  # the task offers the C heap back after every job, completed or fizzled (pftflow.run.memory)
+    monkeypatch.setattr(fw_mod, "release_free_heap", lambda: trims.append(1))
     spec = load_spec(emt_campaign(broken=True))
     out = submit_campaign(spec, launch=True)
     n = 1 + 2 * (3 + 5 + 5)  # the record; per material the reference and two relaxed models (+ compare)
     assert out["fireworks_added"] == n
     # the broken relax FIZZLES on both materials; the 4 jobs after it per material wait for it
     assert out["states"] == {"COMPLETED": n - 10, "FIZZLED": 2, "WAITING": 8}
+    assert len(trims) == n - 8
     lp_file = Path(out["launchpad"])
     fws = _launchpad_fws(lp_file)
     assert {t["_fw_name"] for f in fws for t in f["spec"]["_tasks"]} == {FIRETASK}

@@ -20,9 +20,14 @@ def _keyed(store, campaign):
                             properties=["uuid", "name", "metadata"]))
 
 
-def test_failed_jobs_are_stored_shown_as_rows_and_not_reused(emt_campaign):
+def test_failed_jobs_are_stored_shown_as_rows_and_not_reused(emt_campaign, monkeypatch):
+    import pftflow.run.local as local
+
+    trims = []  # the runner offers the C heap back after every job, finished or failed (pftflow.run.memory)
+    monkeypatch.setattr(local, "release_free_heap", lambda: trims.append(1))
     spec = load_spec(emt_campaign(broken=True))
     summary = run_campaign(spec, progress=False, plots=False)
+    assert len(trims) == summary.jobs_run + summary.failed_jobs
     # the broken model's relax fails on each material; its 4 later jobs per material are not run
     assert {(f.material_id, f.model, f.stage) for f in summary.failures} == {("Cu", "broken", "relax"), ("Al", "broken", "relax")}
     assert summary.jobs_planned == 1 + 2 * (3 + 5 + 5) and summary.jobs_run == 1 + 2 * (3 + 5)

@@ -75,3 +75,22 @@ def test_validate_prints_the_estimate_and_other_kinds_say_why_not():
     assert "  memory: estimated peak 1.1 GiB (process 0.35 + models 0.68; largest job: Si × SevenNet-0 forces" in buf.getvalue()
     est = estimate_memory(load_spec(REPO / "workflows" / "dataset-gpaw-si-nacl.yaml"))
     assert est.peak_GiB is None and est.lines() == ["memory: not estimated for dataset campaigns (measured peaks: benchmarks/README.md, 'Peak memory')"]
+
+
+@pytest.mark.skipif(memory._malloc_trim() is None or memory.rss_MiB() is None, reason="needs glibc malloc_trim and /proc (Linux)")
+def test_release_free_heap_returns_the_holes_a_job_left(monkeypatch):
+    """A job that frees most of what it allocated leaves holes between live chunks: glibc keeps them resident (it
+    trims only the heap's top). 3000 arrays of 64 KiB (below glibc's mmap threshold: heap chunks), every 16th kept:
+    ~176 MiB of holes, which one trim gives back; a second trim right after is skipped (RSS did not grow)."""
+    import numpy as np
+
+    monkeypatch.setattr(memory, "_rss_after_trim_MiB", None)
+    arrays = [np.ones(8192) for _ in range(3000)]  # 64 KiB each, touched
+    kept = arrays[::16]
+    del arrays
+    before = memory.rss_MiB()
+    assert memory.release_free_heap(min_growth_MiB=0.0)
+    after = memory.rss_MiB()
+    assert before - after > 100.0, (before, after)
+    assert not memory.release_free_heap()  # default gate: no growth since the trim
+    assert sum(a[0] for a in kept) == len(kept)

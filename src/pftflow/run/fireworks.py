@@ -43,6 +43,7 @@ from pftflow.flows.makers import set_resources
 from pftflow.flows.reuse import retarget
 from pftflow.identity import content_key
 from pftflow.run.local import failure_doc, failure_log_header, hint_for, one_line, open_store
+from pftflow.run.memory import release_free_heap
 from pftflow.store import MONGODB_URI_ENV
 
 #: file of the embedded (mongomock-persistence) LaunchPad inside the campaign store folder
@@ -157,6 +158,8 @@ class PftflowJobFiretask(JobFiretask):
             if isinstance(exc, Exception):  # not KeyboardInterrupt / SystemExit: the job did not fail by itself
                 self._record_failure(exc, fw_spec)
             raise
+        finally:
+            release_free_heap()  # a rapidfire worker runs many jobs in one process (pftflow.run.memory)
         for wf in (action.detours or []) + (action.additions or []):
             use_pftflow_tasks(wf)
         return action

@@ -35,6 +35,7 @@ from pftflow.flows.campaigns import KINDS
 from pftflow.flows.reuse import record_failure
 from pftflow.provenance import oom_kill_count
 from pftflow.run.lock import CampaignLock
+from pftflow.run.memory import release_free_heap
 from pftflow.store import make_job_store
 
 LAST_CAMPAIGN_FILE = Path("campaigns") / ".last_campaign"
@@ -209,6 +210,7 @@ class _JobProgress(logging.Handler):
         msg = record.getMessage()
         if " failed with exception:" in msg:
             self._failure(msg, record.created)
+            release_free_heap()
             return
         m = _JOB_MSG.match(msg)
         if m is None:
@@ -231,6 +233,7 @@ class _JobProgress(logging.Handler):
             if self.bar.total is not None and self.bar.n >= self.bar.total:
                 self.bar.total += 1  # jobs added at run time (dynamic flows, e.g. kappa)
             self.bar.update(1)
+            release_free_heap()  # what this job's temporaries freed goes back to the OS, not into the next job's floor
 
     def _set_current(self, uid: str, info: dict | None) -> None:
         if info is not None:
