@@ -232,6 +232,11 @@ def main(argv=None):
     ap.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     ap.add_argument("--adam-eps", type=float, default=1e-8,
                     help="AdamW eps: weights whose gradient RMS is below it move less (1e-8: torch's default)")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="steps of linear lr warm-up from lr/100 (the trainer's cosine_warmup; 0: none, the probe's default)")
+    ap.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                    help="lr after the warm-up: constant, or cosine down to --min-lr at the last step (the spec's scheduler)")
+    ap.add_argument("--min-lr", type=float, default=1e-5, help="cosine: lr at the last step")
     ap.add_argument("--exclude", default="",
                     help="comma-separated train material ids to leave out of training (e.g. from pft_influence.py)")
     ap.add_argument("--label", default="")
@@ -245,7 +250,7 @@ def main(argv=None):
     from pftflow.calculators.energy_models import SevenNetEnergyModel
     from pftflow.training.probes import ProbeSpec, batch_probes
     from pftflow.training.adapters import setup_finetuning, trainable_parameters
-    from pftflow.training.trainer import _targets_for
+    from pftflow.training.trainer import _targets_for, cosine_warmup
 
     cache = Path(args.cache); cache.mkdir(parents=True, exist_ok=True)
     t_cpu0 = time.process_time()
@@ -322,6 +327,9 @@ def main(argv=None):
         opt = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=wd)
     else:  # Adam normalises each weight's step: weights with tiny gradients move about as far as the rest
         opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=wd, eps=args.adam_eps)
+    # the trainer's schedule (warm-up from lr/100, then cosine to min_lr), per phonon step; constant by default
+    min_ratio = args.min_lr / args.lr if args.schedule == "cosine" else 1.0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_warmup(args.warmup, args.steps, min_ratio))
     # use_num_updates (the default): decay min(ema, (1+n)/(10+n)), as in the trainer
     ema = ExponentialMovingAverage(params, decay=args.ema) if args.ema else None
 
@@ -396,9 +404,10 @@ def main(argv=None):
             if args.anchor_wd:
                 with torch.no_grad():
                     for p, p0 in zip(params, theta0):
-                        p.sub_(args.lr * args.anchor_wd * (p - p0))
+                        p.sub_(opt.param_groups[0]["lr"] * args.anchor_wd * (p - p0))
             if ema is not None:
                 ema.update()
+        sched.step()
         if step % args.eval_every == 0 or step == args.steps:
             with scored():
                 hnf = near_field_eval(model, valid, vcols)
