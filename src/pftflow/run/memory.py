@@ -86,7 +86,7 @@ class MemoryEstimate:
 
 
 #: RSS growth (MiB) since the last trim below which :func:`release_free_heap` does not trim: a trim walks the whole
-#: heap (0.3-0.6 s with 1-2 GiB free, measured 2026-12-07), and most jobs (analysis, compare) free next to nothing
+#: heap (0.3-1.2 s with 1-2 GiB free, measured 2026-12-07), and most jobs (analysis, compare) free next to nothing
 TRIM_ABOVE_MiB = 128.0
 _rss_after_trim_MiB: float | None = None
 
@@ -116,7 +116,7 @@ def release_free_heap(min_growth_MiB: float = TRIM_ABOVE_MiB) -> bool:
     Why by hand: neither Python nor the libraries release it. The force jobs of torch and JAX models free GiBs of
     temporaries into glibc's heap, which keeps them (fragmented, under live chunks). Measured 2026-12-07 on the three
     models of workflows/pft-paper-models.yaml, one force call each on six supercells of 512-1176 atoms in one process
-    (benchmarks/README.md, "Peak memory"): RSS after the last call 3.75 GiB, 1.83 GiB after one trim; trimmed after
+    (benchmarks/README.md, "Peak memory"): RSS after the last call 3.15 GiB, 1.83 GiB after one trim (benchmarks/memory_heap_floor.py); trimmed after
     each call, the floor stayed at 0.9-1.6 GiB.
     """
     global _rss_after_trim_MiB
