@@ -45,10 +45,12 @@ def _status(key: str) -> float:
         return next(int(ln.split()[1]) for ln in fh if ln.startswith(key)) / 2**20  # kB -> GiB
 
 
+_LIBC = ctypes.CDLL(None)
+_LIBC.mallinfo2.restype = _MallInfo2
+
+
 def snapshot(tag: str, t0: float) -> dict:
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
-    m = libc.mallinfo2()
+    m = _LIBC.mallinfo2()
     row = {"tag": tag, "rss_GiB": round(_status("VmRSS"), 3), "peak_GiB": round(_status("VmHWM"), 3),
            "heap_in_use_GiB": round(m.uordblks / 2**30, 3), "heap_free_GiB": round(m.fordblks / 2**30, 3),
            "wall_s": round(time.perf_counter() - t0, 1)}
@@ -93,7 +95,6 @@ def main() -> None:
             c._chunked.clear()
     jax.clear_caches()
     gc.collect()
-    time.sleep(1.0)  # measured: trimmed at once, RSS stayed 0.7 GiB higher (XLA frees the executables a moment later)
     release_free_heap(min_growth_MiB=0.0)
     dropped = snapshot("JAX executables dropped, trimmed", t0)
     print(f"RSS floor after the last call {last['rss_GiB']:.2f} GiB; after one trim {trimmed['rss_GiB']:.2f} GiB "
