@@ -97,6 +97,11 @@ class ForceCalculator(ABC):
         (the default loop evaluates them one by one)."""
         return int(n_atoms)
 
+    def evaluation_GiB(self, n_atoms: int, n_structures: int) -> float:
+        """Estimated peak memory (GiB) of one :meth:`compute` of ``n_structures`` cells of ``n_atoms`` above the loaded
+        model: ``memory_per_atom_GiB`` x :meth:`atoms_at_once` (None coefficients: not estimated)."""
+        return self.memory_per_atom_GiB * self.atoms_at_once(n_atoms, n_structures)
+
     # -- batch interface ----------------------------------------------------------------------
     def compute(
         self,

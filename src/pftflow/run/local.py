@@ -126,7 +126,8 @@ def one_line(exc: BaseException) -> str:
 
 #: the fix for a job that ran out of memory (a MemoryError, or its process killed by the OOM killer)
 MEMORY_HINT = ("lower the model's chunk size: batch_atoms of a chgnet model (atoms per graph batch, default 2048), edge_chunk of "
-               "a nequix model (edges per convolution chunk, default 8192); sevennet / mace / ase evaluate one structure at a time, so use a smaller supercell or more memory. "
+               "a nequix model (edges per convolution chunk, default 8192), checkpoint_atoms of a sevennet model (cells from this many atoms "
+               "recompute each layer in the backward pass, default 512); mace / ase evaluate one structure at a time, so use a smaller supercell or more memory. "
                "`pftflow validate <spec>` prints the estimated peak")
 
 _OOM_TEXT = ("out of memory", "cannot allocate memory", "can't allocate memory", "resource_exhausted", "failed to allocate")

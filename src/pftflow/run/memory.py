@@ -5,10 +5,10 @@ and runs one job at a time.  Its peak is therefore
 
     process base + the loaded models + the largest force job's evaluation + its force constants,
 
-with the evaluation ``memory_per_atom_GiB`` x the atoms one call holds at once
-(:meth:`ForceCalculator.atoms_at_once`: one structure for sevennet / mace / ase, a graph batch of up to
+with the evaluation (:meth:`ForceCalculator.evaluation_GiB`) ``memory_per_atom_GiB`` x the atoms one call holds at
+once (:meth:`ForceCalculator.atoms_at_once`: one structure for sevennet / mace / ase, a graph batch of up to
 ``batch_atoms`` for chgnet, ``batch_size`` padded structures for nequix, or one edge chunk's atoms where nequix
-chunks its convolutions). The coefficients are measured on the development machine (class attributes of each
+chunks its convolutions); sevennet cells of ``checkpoint_atoms`` or more use its checkpointed coefficient. The coefficients are measured on the development machine (class attributes of each
 backend; where each comes from: benchmarks/README.md, "Peak memory"). A backend without measured coefficients is
 named in the estimate, not guessed. Phonons campaigns only: κ and training campaigns print their measured peaks'
 location instead.
@@ -80,8 +80,8 @@ class MemoryEstimate:
         if self.not_estimated:
             out.append("  not in the estimate (no measured coefficients): " + ", ".join(self.not_estimated))
         if self.exceeds_machine:
-            out.append(f"  warning: the estimate exceeds this machine's memory ({self.machine_GiB:.1f} GiB): lower batch_atoms (chgnet) or "
-                       "edge_chunk (nequix) of the largest job's model, use smaller supercells, or run on a larger machine")
+            out.append(f"  warning: the estimate exceeds this machine's memory ({self.machine_GiB:.1f} GiB): lower batch_atoms (chgnet), "
+                       "edge_chunk (nequix) or checkpoint_atoms (sevennet) of the largest job's model, use smaller supercells, or run on a larger machine")
         return out
 
 
@@ -180,7 +180,7 @@ def estimate_memory(spec) -> MemoryEstimate:
             if count is None or calc.memory_per_atom_GiB is None:
                 continue
             at_once = calc.atoms_at_once(n, count)
-            job = JobMemory(m.id, name, calc.backend, n, count, at_once, calc.memory_per_atom_GiB * at_once + fc_GiB(n))
+            job = JobMemory(m.id, name, calc.backend, n, count, at_once, calc.evaluation_GiB(n, count) + fc_GiB(n))
             if largest is None or job.GiB > largest.GiB:
                 largest = job
     peak = PROCESS_BASE_GiB + models_GiB + (largest.GiB if largest else 0.0)
