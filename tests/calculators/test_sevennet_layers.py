@@ -71,7 +71,7 @@ def test_checkpointing_keeps_fewer_tensors_for_the_backward_pass_and_only_from_t
 def test_memory_estimate_follows_the_threshold_and_bad_values_are_refused():
     default = SevenNetCalculator()
     assert default.checkpoint_atoms == SEVENNET_CHECKPOINT_ATOMS == 512
-    # the coefficients' measurements: backends.py (960-atom mp-7943: 3.40 GiB plain, 1.75 GiB checkpointed)
+    # the coefficients' measurements: backends.py (960-atom mp-7943: 3.39 GiB plain, 1.84 GiB checkpointed)
     assert default.evaluation_GiB(960, 48) == pytest.approx(960 * default.memory_per_atom_checkpointed_GiB)
     assert default.evaluation_GiB(360, 24) == pytest.approx(360 * default.memory_per_atom_GiB)
     assert SevenNetCalculator(checkpoint_atoms=0).evaluation_GiB(960, 48) == pytest.approx(960 * default.memory_per_atom_GiB)

@@ -21,7 +21,7 @@ from pftflow.calculators.model_files import prepare_sevenn_import, resolve_mace_
 
 #: SevenNet cells with at least this many atoms recompute each interaction layer in the backward pass instead of
 #: keeping its intermediates (SevenNetCalculator(checkpoint_atoms=None); costs measured in
-#: pftflow.calculators.sevennet_layers: 960 atoms -49 % memory at +8 % wall, 360 atoms -35 % at +35 %)
+#: pftflow.calculators.sevennet_layers: 960 atoms -46 % memory at +11 % wall, 360 atoms -36 % at +27 %)
 SEVENNET_CHECKPOINT_ATOMS = 512
 
 
@@ -50,8 +50,8 @@ class SevenNetCalculator(ForceCalculator):
     # measured 2026-12-06 (benchmarks/memory_profile.py): SevenNet-0 loaded 0.28 GiB; one 360-atom cell 0.98 GiB
     memory_model_GiB = 0.28
     memory_per_atom_GiB = 2.7e-3
-    # measured 2026-12-07 (one 960-atom mp-7943 cell, SevenNet-0, one core; pftflow.calculators.sevennet_layers):
-    # 1.75 GiB above the model with the layers checkpointed, 3.40 GiB without
+    # measured 2026-12-07 (960-atom mp-7943 cells, SevenNet-0, one core), layers checkpointed: 1.75 GiB above the model
+    # for one call (a probe by hand), 1.84 GiB after 3 (benchmarks/sevennet_checkpoint.py; 3.39 GiB without)
     memory_per_atom_checkpointed_GiB = 1.9e-3
 
     def __init__(self, model: str = "7net-0", device: str | None = None, modal: str | None = None, checkpoint_atoms: int | None = None):

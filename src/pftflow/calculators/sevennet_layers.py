@@ -8,8 +8,9 @@ campaign (6.29 GB).  Here each layer's modules run under :func:`torch.utils.chec
 keeps only the layer's input, and the backward pass recomputes one layer at a time.  The recomputation runs the same
 kernels on the same inputs; only the gradients reaching a layer's inputs are summed in another order, so energies are
 bitwise those of the plain model and forces equal to float32 rounding (1 ulp in 4 of 192 entries of a 64-atom cell,
-bitwise on two 960-atom cells; tests/calculators/test_sevennet_layers.py), and as deterministic.  Measured 2026-12-07 on mp-7943 (960 atoms, SevenNet-0, one core): peak 3.40 -> 1.75 GiB above the model, wall +8 %;
-on a 360-atom cell 0.88 -> 0.57 GiB at +35 % wall, hence a threshold in cell size
+bitwise on two 960-atom cells; tests/calculators/test_sevennet_layers.py), and as deterministic.  Measured 2026-12-07 (``benchmarks/sevennet_checkpoint.py``, SevenNet-0, one core, 3 calls): on mp-7943 (960 atoms) peak
+3.39 -> 1.84 GiB above the model at +11 % wall; on BiTe3 (360 atoms) 0.91 -> 0.58 GiB at +27 % wall, hence a threshold
+in cell size
 (``SevenNetCalculator(checkpoint_atoms=...)``, default :data:`pftflow.calculators.backends.SEVENNET_CHECKPOINT_ATOMS`).
 
 Written by hand: sevenn 0.10.4 has no checkpointing option.  :func:`checkpoint_layers` regroups the modules of a
