@@ -75,6 +75,6 @@ def test_memory_estimate_follows_the_threshold_and_bad_values_are_refused():
     assert default.evaluation_GiB(960, 48) == pytest.approx(960 * default.memory_per_atom_checkpointed_GiB)
     assert default.evaluation_GiB(360, 24) == pytest.approx(360 * default.memory_per_atom_GiB)
     assert SevenNetCalculator(checkpoint_atoms=0).evaluation_GiB(960, 48) == pytest.approx(960 * default.memory_per_atom_GiB)
-    for bad in (-1, 2.5, True):
+    for bad in (-1, 2.5, True, "512", float("nan")):
         with pytest.raises(ValueError, match="'checkpoint_atoms' must be an integer >= 1 atom"):
             get_calculator({"backend": "sevennet", "checkpoint_atoms": bad})

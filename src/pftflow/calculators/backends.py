@@ -63,7 +63,8 @@ class SevenNetCalculator(ForceCalculator):
         self.model = model
         self.device = device or default_device()
         self.modal = modal
-        if checkpoint_atoms is not None and (isinstance(checkpoint_atoms, bool) or int(checkpoint_atoms) != checkpoint_atoms or checkpoint_atoms < 0):
+        valid = isinstance(checkpoint_atoms, (int, float)) and not isinstance(checkpoint_atoms, bool) and float(checkpoint_atoms).is_integer()
+        if checkpoint_atoms is not None and not (valid and checkpoint_atoms >= 0):
             raise ValueError(f"sevennet calculator: field 'checkpoint_atoms' must be an integer >= 1 atom (or 0: never checkpoint), got {checkpoint_atoms!r}")
         self.checkpoint_atoms = SEVENNET_CHECKPOINT_ATOMS if checkpoint_atoms is None else int(checkpoint_atoms)
         self._calc = None
