@@ -23,23 +23,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from ase import Atoms
 from ase.constraints import FixSymmetry
 from ase.optimize import FIRE
 
 from pftflow.calculators.backends import SevenNetCalculator
+from pftflow.identity import material_id_from_path
 from pftflow.materials.readers import read_reference
+from pftflow.spec.finetune_global import MaterialSplit
 from pftflow.training.data import from_displacements
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def validation_paths(workflow: Path) -> list[Path]:
-    import yaml
-
-    from pftflow.identity import material_id_from_path
-    from pftflow.spec.finetune_global import MaterialSplit
-
     raw = yaml.safe_load(workflow.read_text())
     folder = (ROOT / raw["materials"]).resolve()  # spec paths are relative to the repository root
     files = {material_id_from_path(p): p for p in sorted(folder.glob("*.phonopy.yaml*"))}
