@@ -100,6 +100,50 @@ def validation_equilibrium_cells(roles):
     return out
 
 
+#: element -> a neighbour of its group (one fixed swap each), for --cotrain minimum: new chemistries of the same
+#: structure types as the train set, chosen without looking at the validation or test materials
+SUBSTITUTE = {"S": "Se", "Se": "Te", "Te": "Se", "O": "S", "As": "Sb", "Sb": "Bi", "Bi": "Sb", "Ge": "Sn", "Sn": "Ge",
+              "Pb": "Sn", "Ga": "In", "In": "Ga", "Tl": "In", "Cu": "Ag", "Ag": "Cu", "Zn": "Cd", "Cd": "Zn", "Hg": "Cd",
+              "Li": "Na", "Na": "K", "K": "Rb", "Rb": "K", "Mg": "Ca", "Ca": "Sr", "Sr": "Ca", "Ba": "Sr", "Cl": "Br",
+              "Br": "I", "I": "Br"}
+
+
+def minimum_structures(roles, base_model_name: str, cache: Path):
+    """--cotrain minimum: each train material's unit cell with SUBSTITUTE applied, relaxed by the base model (FIRE,
+    FrechetCellFilter + FixSymmetry, fmax 1e-3 eV/Å, <= 300 steps) and labelled by it at its minimum
+    (LabelledStructure, kind 'upstream').  Cached in ``cache``."""
+    from ase import Atoms
+    from ase.constraints import FixSymmetry
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    from pftflow.calculators.backends import SevenNetCalculator
+    from pftflow.materials.readers import read_reference
+    from pftflow.training.data import LabelledStructure
+
+    key = cache / "minimum_structures.pkl"
+    if key.exists():
+        return pickle.loads(key.read_bytes())
+    calc = SevenNetCalculator(model=base_model_name, device="cpu").ase_calculator()
+    out = []
+    for p in roles["train"]:
+        u = read_reference(str(p)).to_phonopy(produce_fc=False).unitcell
+        a = Atoms([SUBSTITUTE.get(x, x) for x in u.symbols], cell=u.cell, scaled_positions=u.scaled_positions, pbc=True)
+        a.calc = calc
+        a.set_constraint(FixSymmetry(a, symprec=1e-5))
+        converged = FIRE(FrechetCellFilter(a), logfile=None).run(fmax=1e-3, steps=300)
+        a.set_constraint()
+        b = Atoms(a.get_chemical_symbols(), cell=a.cell, positions=a.positions, pbc=True)
+        b.calc = calc
+        ls = LabelledStructure(b.copy(), float(b.get_potential_energy()), b.get_forces().copy(),
+                               b.get_stress(voigt=False).copy(), material_id=p.name.split(".")[0] + "-swapped", kind="upstream")
+        print(f"minimum: {p.name.split('.')[0]} -> {b.get_chemical_formula()} ({len(b)} atoms), converged {converged}, "
+              f"max |F| {np.abs(ls.forces_eV_per_A).max():.1e} eV/Å", flush=True)
+        out.append(ls)
+    key.write_bytes(pickle.dumps(out))
+    return out
+
+
 def model_forces(model, atoms_list):
     from pftflow.training.loss import predict
 
@@ -199,7 +243,8 @@ def main(argv=None):
     ap.add_argument("--probe", default="column", choices=["column", "multi_column", "rademacher"])
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--norm", default="mean", choices=["mean", "near_field", "column_sum"])
-    ap.add_argument("--cotrain", default="none", choices=["none", "distill", "dft"])
+    ap.add_argument("--cotrain", default="none", choices=["none", "distill", "dft", "minimum"],
+                    help="minimum: the train materials' unit cells with every element swapped for a neighbour of its group (SUBSTITUTE), relaxed by the base model (cell and positions, symmetry kept) and labelled by it there: its minimum of chemistries outside the train set, with forces ~0, so no curvature to pull back (README_training.md §14)")
     ap.add_argument("--cotrain-ratio", type=int, default=2)
     ap.add_argument("--cotrain-max-atoms", type=int, default=300, help="dft co-training: displaced supercells up to this size")
     ap.add_argument("--cotrain-per-material", type=int, default=2, help="dft co-training: displaced supercells per train material")
@@ -290,6 +335,8 @@ def main(argv=None):
             p = _pred(base, g, stress=True, create_graph=False)
             cot.append(LabelledStructure(a, float(p["energy_eV"][0]), p["forces_eV_per_A"].detach().double().numpy(),
                                          p["stress_eV_per_A3"][0].detach().double().numpy(), kind="rattled"))
+    elif args.cotrain == "minimum":
+        cot = minimum_structures(roles, base_model_name="7net-0", cache=cache)
     elif args.cotrain == "dft":
         rng = np.random.default_rng(0)
         from pftflow.materials.readers import read_reference
