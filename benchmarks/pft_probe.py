@@ -121,7 +121,10 @@ def minimum_structures(roles, base_model_name: str, cache: Path):
     from pftflow.materials.readers import read_reference
     from pftflow.training.data import LabelledStructure
 
-    key = cache / "minimum_structures.pkl"
+    import hashlib
+
+    tag = hashlib.sha256(json.dumps([base_model_name, SUBSTITUTE, [p.name for p in roles["train"]]], sort_keys=True).encode()).hexdigest()[:12]
+    key = cache / f"minimum_structures_{tag}.pkl"  # a new swap table or split is not read from an old cache
     if key.exists():
         return pickle.loads(key.read_bytes())
     calc = SevenNetCalculator(model=base_model_name, device="cpu").ase_calculator()
