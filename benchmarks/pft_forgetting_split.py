@@ -19,38 +19,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
-from ase import Atoms
 from ase.constraints import FixSymmetry
 from ase.optimize import FIRE
 
 from pftflow.calculators.backends import SevenNetCalculator
-from pftflow.identity import material_id_from_path
 from pftflow.materials.readers import read_reference
-from pftflow.spec.finetune_global import MaterialSplit
+from pftflow.materials.structures import phonopy_to_atoms
 from pftflow.training.data import from_displacements
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def validation_paths(workflow: Path) -> list[Path]:
-    raw = yaml.safe_load(workflow.read_text())
-    folder = (ROOT / raw["materials"]).resolve()  # spec paths are relative to the repository root
-    files = {material_id_from_path(p): p for p in sorted(folder.glob("*.phonopy.yaml*"))}
-    return [files[m] for m in MaterialSplit(**raw["split"]).assign(sorted(files))["valid"]]
-
-
-def to_atoms(cell) -> Atoms:
-    return Atoms(cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pft_probe import ROOT, split_roles  # noqa: E402  (the seeded split as the probe computes it)
 
 
 def relaxed_offset(calc, unit) -> float:
     """RMS distance (Å) of the model's relaxed positions from the DFT ones, cell fixed, rigid shift removed."""
-    a = to_atoms(unit)
+    a = phonopy_to_atoms(unit)
     a.calc = calc
     a.set_constraint(FixSymmetry(a, symprec=1e-5))
     FIRE(a, logfile=None).run(fmax=1e-4, steps=1000)
@@ -65,7 +53,7 @@ def score(calc, path: Path) -> dict:
     ref = read_reference(str(path))
     ph = ref.to_phonopy(produce_fc=False)
     cells = from_displacements(ref, material_id=path.name)
-    eq = to_atoms(ph.supercell)
+    eq = phonopy_to_atoms(ph.supercell)
     eq.calc = calc
     f0 = eq.get_forces().copy()
     tot, resp = [], []
@@ -85,7 +73,7 @@ def main(argv=None):
     ap.add_argument("--model", default=str(ROOT / "models" / "SevenNet-0-pft-chalcogenides.pth"))
     ap.add_argument("--out", default=None, help="append one JSON line per material and model")
     args = ap.parse_args(argv)
-    paths = validation_paths(Path(args.workflow))
+    paths = split_roles(Path(args.workflow))["valid"]
     rows = []
     for name in ("7net-0", args.model):
         calc = SevenNetCalculator(model=name, device="cpu").ase_calculator()

@@ -135,12 +135,10 @@ def minimum_structures(roles, base_model_name: str, cache: Path):
         a.calc = calc
         a.set_constraint(FixSymmetry(a, symprec=1e-5))
         converged = FIRE(FrechetCellFilter(a), logfile=None).run(fmax=1e-3, steps=300)
-        a.set_constraint()
-        b = Atoms(a.get_chemical_symbols(), cell=a.cell, positions=a.positions, pbc=True)
-        b.calc = calc
-        ls = LabelledStructure(b.copy(), float(b.get_potential_energy()), b.get_forces().copy(),
-                               b.get_stress(voigt=False).copy(), material_id=p.name.split(".")[0] + "-swapped", kind="upstream")
-        print(f"minimum: {p.name.split('.')[0]} -> {b.get_chemical_formula()} ({len(b)} atoms), converged {converged}, "
+        a.set_constraint()  # labels of the unconstrained structure
+        ls = LabelledStructure(a.copy(), float(a.get_potential_energy()), a.get_forces().copy(),
+                               a.get_stress(voigt=False).copy(), material_id=p.name.split(".")[0] + "-swapped", kind="upstream")
+        print(f"minimum: {p.name.split('.')[0]} -> {a.get_chemical_formula()} ({len(a)} atoms), converged {converged}, "
               f"max |F| {np.abs(ls.forces_eV_per_A).max():.1e} eV/Å", flush=True)
         out.append(ls)
     key.write_bytes(pickle.dumps(out))
