@@ -13,6 +13,13 @@ and each model (SevenNet-0 and a fine-tuned file):
   FIRE to 1e-4 eV/Å) and the DFT positions, rigid shift removed.
 
     OMP_NUM_THREADS=1 python benchmarks/pft_forgetting_split.py [--model models/SevenNet-0-pft-chalcogenides.pth]
+
+The same check on the PFT paper's own pair (§15 of README_training.md): every train and validation material of the
+split (never the test ones), at most 8 displaced cells each, each row marked by whether the material is in the
+paper's MDR-PBE train split (the paper fitted its Hessian) or not (held out from the paper's PFT):
+
+    OMP_NUM_THREADS=1 python benchmarks/pft_forgetting_split.py --roles train,valid --max-cells 8 \
+        --base nequix:../shared/models/nequix/nequix-mp-1.nqx --model nequix:../shared/models/nequix/nequix-mp-1-pft.nqx
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 from ase.constraints import FixSymmetry
 from ase.optimize import FIRE
 
-from pftflow.calculators.backends import SevenNetCalculator
+from pftflow.calculators.backends import get_calculator
 from pftflow.materials.readers import read_reference
 from pftflow.materials.structures import phonopy_to_atoms
 from pftflow.training.data import from_displacements
@@ -49,10 +56,26 @@ def relaxed_offset(calc, unit) -> float:
     return float(np.sqrt((d**2).sum(axis=1).mean()))
 
 
-def score(calc, path: Path) -> dict:
+MDR_SPLIT = ROOT.parent / "shared" / "data" / "mdr" / "pbe_mdr_split.json"
+
+
+def model_spec(text: str) -> dict:
+    """``backend:model`` (e.g. ``sevennet:7net-0``, ``nequix:path.nqx``) as a calculator spec; a bare name is SevenNet."""
+    backend, sep, model = text.partition(":")
+    return {"backend": backend, "model": model} if sep else {"backend": "sevennet", "model": text}
+
+
+def every_nth(items: list, limit: int) -> list:
+    """At most ``limit`` items spread evenly over ``items`` (all of them when ``limit`` is 0)."""
+    if not limit or len(items) <= limit:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
+def score(calc, path: Path, max_cells: int = 0) -> dict:
     ref = read_reference(str(path))
     ph = ref.to_phonopy(produce_fc=False)
-    cells = from_displacements(ref, material_id=path.name)
+    cells = every_nth(from_displacements(ref, material_id=path.name), max_cells)
     eq = phonopy_to_atoms(ph.supercell)
     eq.calc = calc
     f0 = eq.get_forces().copy()
@@ -70,24 +93,42 @@ def score(calc, path: Path) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workflow", default=str(ROOT / "workflows" / "finetune-global-chalcogenides.yaml"))
-    ap.add_argument("--model", default=str(ROOT / "models" / "SevenNet-0-pft-chalcogenides.pth"))
+    ap.add_argument("--base", default="sevennet:7net-0", help="backend:model of the base model")
+    ap.add_argument("--model", default="sevennet:" + str(ROOT / "models" / "SevenNet-0-pft-chalcogenides.pth"),
+                    help="backend:model of the fine-tuned model")
+    ap.add_argument("--roles", default="valid", help="comma-separated roles of the split to score: train, valid (never test)")
+    ap.add_argument("--max-cells", type=int, default=0, help="displaced cells per material, spread evenly (0: all)")
+    ap.add_argument("--only", choices=("base", "model"), default=None,
+                    help="score one of the two models (two processes, one per core; the summary then lists that one)")
     ap.add_argument("--out", default=None, help="append one JSON line per material and model")
     args = ap.parse_args(argv)
-    paths = split_roles(Path(args.workflow))["valid"]
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if not roles or set(roles) - {"train", "valid"}:
+        ap.error(f"--roles: choose from train, valid (the test split is read once, for the final table), got {args.roles!r}")
+    split = split_roles(Path(args.workflow))
+    paths = [(role, p) for role in roles for p in split[role]]
+    mdr_train = set(json.loads(MDR_SPLIT.read_text())["train"]) if MDR_SPLIT.exists() else set()
     rows = []
-    for name in ("7net-0", args.model):
-        calc = SevenNetCalculator(model=name, device="cpu").ase_calculator()
-        for p in paths:
+    names = [Path(model_spec(m)["model"]).name for m in (args.base, args.model)]
+    pairs = list(zip(names, (args.base, args.model)))
+    if args.only:
+        pairs = [pairs[0 if args.only == "base" else 1]]
+        names = [pairs[0][0]]
+    for name, text in pairs:
+        calc = get_calculator({**model_spec(text), "device": "cpu"}).ase_calculator()
+        for role, p in paths:
             t = time.time()
-            r = {"model": Path(name).name, **score(calc, p), "wall_s": round(time.time() - t, 1)}
+            mid = p.name.split(".")[0]
+            r = {"model": name, "role": role, "in_mdr_train": mid in mdr_train, **score(calc, p, args.max_cells),
+                 "wall_s": round(time.time() - t, 1)}
             rows.append(r)
             print(json.dumps(r), flush=True)
             if args.out:
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(r) + "\n")
     print(f"\n{'model':38s} {'total':>8s} {'at_eq':>8s} {'response':>9s} {'dx_rms':>8s}   (eV/Å; Å; mean of {len(paths)} materials)")
-    for name in ("7net-0", Path(args.model).name):
-        sel = [r for r in rows if r["model"] == Path(name).name]
+    for name in names:
+        sel = [r for r in rows if r["model"] == name]
         print(f"{name:38s} " + " ".join(f"{np.mean([r[k] for r in sel]):8.4f}" for k in ("total", "at_eq", "response")) +
               f" {np.mean([r['dx_rms_A'] for r in sel]):8.4f}")
 
