@@ -107,7 +107,7 @@ def main(argv=None):
         ap.error(f"--roles: choose from train, valid (the test split is read once, for the final table), got {args.roles!r}")
     split = split_roles(Path(args.workflow))
     paths = [(role, p) for role in roles for p in split[role]]
-    mdr_train = set(json.loads(MDR_SPLIT.read_text())["train"]) if MDR_SPLIT.exists() else set()
+    mdr_train = set(json.loads(MDR_SPLIT.read_text())["train"]) if MDR_SPLIT.exists() else None  # None: unknown
     rows = []
     names = [Path(model_spec(m)["model"]).name for m in (args.base, args.model)]
     pairs = list(zip(names, (args.base, args.model)))
@@ -119,7 +119,7 @@ def main(argv=None):
         for role, p in paths:
             t = time.time()
             mid = p.name.split(".")[0]
-            r = {"model": name, "role": role, "in_mdr_train": mid in mdr_train, **score(calc, p, args.max_cells),
+            r = {"model": name, "role": role, "in_mdr_train": None if mdr_train is None else mid in mdr_train, **score(calc, p, args.max_cells),
                  "wall_s": round(time.time() - t, 1)}
             rows.append(r)
             print(json.dumps(r), flush=True)
