@@ -35,8 +35,10 @@ from ase.constraints import FixSymmetry
 from ase.optimize import FIRE
 
 from pftflow.calculators.backends import get_calculator
+from pftflow.identity import material_id_from_path
 from pftflow.materials.readers import read_reference
 from pftflow.materials.structures import phonopy_to_atoms
+from pftflow.spec.finetune_global import read_split_file
 from pftflow.training.data import from_displacements
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,7 +88,7 @@ def score(calc, path: Path, max_cells: int = 0) -> dict:
         f = a.get_forces()
         tot.append(np.abs(f - ls.forces_eV_per_A).mean())
         resp.append(np.abs(f - f0 - ls.forces_eV_per_A).mean())
-    return {"material": path.name.split(".")[0], "atoms": len(eq), "cells": len(cells), "total": float(np.mean(tot)),
+    return {"material": material_id_from_path(path), "atoms": len(eq), "cells": len(cells), "total": float(np.mean(tot)),
             "at_eq": float(np.abs(f0).mean()), "response": float(np.mean(resp)), "dx_rms_A": relaxed_offset(calc, ph.unitcell)}
 
 
@@ -107,7 +109,7 @@ def main(argv=None):
         ap.error(f"--roles: choose from train, valid (the test split is read once, for the final table), got {args.roles!r}")
     split = split_roles(Path(args.workflow))
     paths = [(role, p) for role in roles for p in split[role]]
-    mdr_train = set(json.loads(MDR_SPLIT.read_text())["train"]) if MDR_SPLIT.exists() else None  # None: unknown
+    mdr_train = set(read_split_file(MDR_SPLIT)["train"]) if MDR_SPLIT.exists() else None  # None: unknown
     rows = []
     names = [Path(model_spec(m)["model"]).name for m in (args.base, args.model)]
     pairs = list(zip(names, (args.base, args.model)))
@@ -118,8 +120,8 @@ def main(argv=None):
         calc = get_calculator({**model_spec(text), "device": "cpu"}).ase_calculator()
         for role, p in paths:
             t = time.time()
-            mid = p.name.split(".")[0]
-            r = {"model": name, "role": role, "in_mdr_train": None if mdr_train is None else mid in mdr_train, **score(calc, p, args.max_cells),
+            in_mdr = None if mdr_train is None else material_id_from_path(p) in mdr_train
+            r = {"model": name, "role": role, "in_mdr_train": in_mdr, **score(calc, p, args.max_cells),
                  "wall_s": round(time.time() - t, 1)}
             rows.append(r)
             print(json.dumps(r), flush=True)
